@@ -1,0 +1,44 @@
+# Allotment: the front door. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup serve test test-fast lint format migrate check-migrations bench bench-quick clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install Allotment with its dev tools
+
+serve: $(STAMP) ## Migrate, print an admin key on first start, serve on 127.0.0.1:8888 (SQLite file)
+	$(BIN)/allotment serve
+
+test: $(STAMP) ## Run every test (PostgreSQL tests need a server on 127.0.0.1:5432)
+	$(BIN)/pytest
+
+test-fast: $(STAMP) ## Tests on SQLite only
+	$(BIN)/pytest -m "not postgres"
+
+lint: $(STAMP) ## ruff, formatting, mypy (strict on domain and services), import rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: $(STAMP) ## Apply migrations to $ALLOTMENT_DATABASE_URL (default: ./allotment.db)
+	$(BIN)/allotment migrate
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""HTTP API: routers and wire schemas. Business rules live in services and domain."""

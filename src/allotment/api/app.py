@@ -1,0 +1,55 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.security import HTTPBearer
+
+from allotment import __version__
+from allotment.api import problems
+from allotment.api.deps import authenticate
+from allotment.api.routes import ROUTERS, health
+from allotment.services.context import ServiceContext
+from allotment.settings import Settings
+from allotment.storage import Database
+
+# Declared for the OpenAPI document (so docs and generated clients know to send a Bearer token);
+# the check itself is `authenticate`, which also enforces the key's scope.
+_bearer_scheme = HTTPBearer(auto_error=False, description="An Allotment API key")
+
+
+def create_app(
+    settings: Settings | None = None, *, context: ServiceContext | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    if context is None:
+        context = ServiceContext(
+            database=Database(settings.database_url, pool_size=settings.pool_size)
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.database.dispose()
+
+    app = FastAPI(
+        title="Allotment",
+        version=__version__,
+        description="Usage metering and feature entitlements, wire-compatible with OpenMeter.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    problems.install(app)
+    app.include_router(health.router)
+
+    api = APIRouter(dependencies=[Depends(_bearer_scheme), Depends(authenticate)])
+    for router in ROUTERS:
+        api.include_router(router)
+    app.include_router(api)
+    return app

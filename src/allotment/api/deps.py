@@ -1,0 +1,45 @@
+"""FastAPI dependencies: the service context and the caller's API key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from allotment.domain.api_keys import Action, ApiKey
+from allotment.services import api_keys
+from allotment.services.context import ServiceContext
+
+
+def get_context(request: Request) -> ServiceContext:
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+
+
+def required_action(request: Request) -> Action:
+    """What a request needs its key to allow: ingest for POST /api/v1/events, read for GETs,
+    manage for every other write."""
+    if request.method == "POST" and request.url.path.rstrip("/") == "/api/v1/events":
+        return Action.INGEST
+    if request.method in ("GET", "HEAD"):
+        return Action.READ
+    return Action.MANAGE
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def authenticate(request: Request, context: Context) -> ApiKey:
+    key = api_keys.authenticate(context, _bearer_token(request), required_action(request))
+    request.state.api_key = key
+    return key

@@ -1,0 +1,7 @@
+"""Routes for events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["events"])

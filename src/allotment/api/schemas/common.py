@@ -1,0 +1,73 @@
+"""Wire types shared by every resource: timestamps, amounts, lists, key patterns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+)
+from pydantic.alias_generators import to_camel
+
+KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _serialise_time(value: datetime) -> str:
+    # RFC 3339 in UTC with 'Z'; fractions only when non-zero, as OpenMeter prints them.
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+# Input: any RFC 3339 time with an offset (naive times are rejected); stored in UTC.
+UtcDateTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(_serialise_time, return_type=str, when_used="json"),
+]
+
+
+def _serialise_amount(value: Decimal) -> int | float:
+    # JSON numbers, not strings: integral amounts stay exact integers of any size.
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+# Amounts: parsed exactly as Decimal (never through a binary float), sent as JSON numbers.
+AmountValue = Annotated[
+    Decimal,
+    PlainSerializer(_serialise_amount, return_type=int | float, when_used="json"),
+]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: camelCase on the wire, extra fields ignored as OpenMeter does."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", serialize_by_alias=True
+    )
+
+
+T = TypeVar("T")
+
+
+class Page(WireModel, Generic[T]):
+    """`{items, page, pageSize, totalCount}`, the paginated list shape."""
+
+    items: list[T]
+    page: int
+    page_size: int
+    total_count: int

@@ -1,0 +1,1 @@
+"""The `allotment` command line: a thin client of the services."""

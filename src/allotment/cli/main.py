@@ -1,0 +1,76 @@
+"""Entry point of the `allotment` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from allotment.cli import keys
+from allotment.cli.state import STATE
+from allotment.settings import Settings
+
+app = typer.Typer(
+    help="Allotment: usage metering and feature entitlements.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(keys.app, name="keys")
+
+
+@app.callback()
+def main(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="ALLOTMENT_DATABASE_URL",
+            help="SQLAlchemy URL; default: a SQLite file allotment.db in the working directory",
+        ),
+    ] = None,
+) -> None:
+    STATE.settings = Settings(database_url=database_url) if database_url else Settings()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from allotment.storage.migrations import upgrade
+
+    upgrade(STATE.settings.database_url)
+    typer.echo("database is up to date", err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving")
+    ] = True,
+) -> None:
+    """Serve the API. On first start it creates an admin key and prints it once."""
+    import uvicorn
+
+    from allotment.api.app import create_app
+    from allotment.services import api_keys
+    from allotment.storage.migrations import upgrade
+
+    settings = STATE.settings
+    if migrate_first:
+        upgrade(settings.database_url)
+    if not api_keys.has_keys(STATE.context):
+        _key, secret = api_keys.create_key(STATE.context, "admin", "first admin key")
+        typer.echo("Created an admin API key. It is shown only once; store it now:")
+        typer.echo(f"\n    {secret}\n")
+        typer.echo(f"  export ALLOTMENT_API_KEY={secret}\n")
+    uvicorn.run(
+        create_app(settings, context=STATE.context),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,90 @@
+"""Engine factory: one place that knows how each database is connected and tuned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from allotment.storage.unit_of_work import UnitOfWork
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste (`postgres://`, `postgresql://`) and pick psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Database:
+    """A connected database; hands out units of work. Nothing connects until first use."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = normalise_url(url)
+        self.engine = _create_engine(self.url, pool_size=pool_size, echo=echo)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def unit_of_work(self, *, write: bool = False) -> UnitOfWork:
+        """One transaction. `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE),
+        so two writers queue instead of failing when a read transaction tries to upgrade."""
+        return UnitOfWork(self.engine, write=write)
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, echo=echo)
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        future=True,
+    )
+
+
+def _create_sqlite_engine(url: str, *, echo: bool) -> Engine:
+    in_memory = make_url(url).database in (None, "", ":memory:")
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if in_memory:
+        # Every connection to ":memory:" is a new empty database; tests use files instead.
+        options["poolclass"] = NullPool
+    engine = create_engine(url, echo=echo, **options)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so BEGIN is ours (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+        from allotment.storage.sqlite_functions import register
+
+        register(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

@@ -1,0 +1,122 @@
+"""One transaction, with the repositories hanging off it.
+
+Services open a unit of work, call repositories, and `commit()` once; leaving the block without
+committing rolls everything back, so a failure half-way through a batch stores nothing.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from sqlalchemy import Connection, Engine
+
+if TYPE_CHECKING:
+    from allotment.storage.repositories.api_keys import ApiKeyRepository
+    from allotment.storage.repositories.customers import CustomerRepository
+    from allotment.storage.repositories.entitlements import EntitlementRepository
+    from allotment.storage.repositories.events import EventRepository
+    from allotment.storage.repositories.features import FeatureRepository
+    from allotment.storage.repositories.grants import GrantRepository
+    from allotment.storage.repositories.meters import MeterRepository
+    from allotment.storage.repositories.subjects import SubjectRepository
+    from allotment.storage.repositories.usage import UsageRepository
+
+
+class UnitOfWork:
+    def __init__(self, engine: Engine, *, write: bool) -> None:
+        self._engine = engine
+        self._write = write
+        self._connection: Connection | None = None
+
+    def __enter__(self) -> Self:
+        connection = self._engine.connect()
+        if self._write and self._engine.dialect.name == "sqlite":
+            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        self._connection = connection
+        connection.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection = self.connection
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+        finally:
+            connection.close()
+            self._connection = None
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("unit of work used outside its `with` block")
+        return self._connection
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    # Repositories share this unit's connection, hence its transaction.
+
+    @cached_property
+    def api_keys(self) -> ApiKeyRepository:
+        from allotment.storage.repositories.api_keys import ApiKeyRepository
+
+        return ApiKeyRepository(self.connection)
+
+    @cached_property
+    def events(self) -> EventRepository:
+        from allotment.storage.repositories.events import EventRepository
+
+        return EventRepository(self.connection)
+
+    @cached_property
+    def meters(self) -> MeterRepository:
+        from allotment.storage.repositories.meters import MeterRepository
+
+        return MeterRepository(self.connection)
+
+    @cached_property
+    def usage(self) -> UsageRepository:
+        from allotment.storage.repositories.usage import UsageRepository
+
+        return UsageRepository(self.connection)
+
+    @cached_property
+    def subjects(self) -> SubjectRepository:
+        from allotment.storage.repositories.subjects import SubjectRepository
+
+        return SubjectRepository(self.connection)
+
+    @cached_property
+    def customers(self) -> CustomerRepository:
+        from allotment.storage.repositories.customers import CustomerRepository
+
+        return CustomerRepository(self.connection)
+
+    @cached_property
+    def features(self) -> FeatureRepository:
+        from allotment.storage.repositories.features import FeatureRepository
+
+        return FeatureRepository(self.connection)
+
+    @cached_property
+    def entitlements(self) -> EntitlementRepository:
+        from allotment.storage.repositories.entitlements import EntitlementRepository
+
+        return EntitlementRepository(self.connection)
+
+    @cached_property
+    def grants(self) -> GrantRepository:
+        from allotment.storage.repositories.grants import GrantRepository
+
+        return GrantRepository(self.connection)

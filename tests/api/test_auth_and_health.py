@@ -1,0 +1,79 @@
+"""Every /api route needs a Bearer key with the right scope; health needs none."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from allotment.services import api_keys
+from allotment.services.context import ServiceContext
+
+
+def _problem(response) -> dict:  # type: ignore[no-untyped-def]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()
+
+
+def test_health_needs_no_key_and_reports_migrated_database(anonymous_client: TestClient) -> None:
+    assert anonymous_client.get("/healthz").json() == {"status": "ok"}
+    ready = anonymous_client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok"}
+
+
+def test_missing_key_is_401_problem(anonymous_client: TestClient) -> None:
+    response = anonymous_client.get("/api/v1/meters")
+    assert response.status_code == 401
+    body = _problem(response)
+    assert body["status"] == 401
+    assert body["title"] == "Unauthorized"
+    assert "missing API key" in body["detail"]
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_key_is_401(anonymous_client: TestClient) -> None:
+    response = anonymous_client.get(
+        "/api/v1/meters", headers={"Authorization": "Bearer alt_not-a-real-key"}
+    )
+    assert response.status_code == 401
+    assert "invalid or revoked" in _problem(response)["detail"]
+
+
+def test_revoked_key_is_rejected(anonymous_client: TestClient, context: ServiceContext) -> None:
+    key, secret = api_keys.create_key(context, "read")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert anonymous_client.get("/api/v1/meters", headers=headers).status_code == 200
+    api_keys.revoke_key(context, key.id)
+    assert anonymous_client.get("/api/v1/meters", headers=headers).status_code == 401
+
+
+def test_scopes(anonymous_client: TestClient, context: ServiceContext) -> None:
+    _, ingest = api_keys.create_key(context, "ingest")
+    _, read = api_keys.create_key(context, "read")
+    event = {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "test",
+        "type": "prompt",
+        "subject": "acme",
+    }
+
+    def call(method: str, path: str, secret: str, **kwargs):  # type: ignore[no-untyped-def]
+        headers = {"Authorization": f"Bearer {secret}", **kwargs.pop("headers", {})}
+        return anonymous_client.request(method, path, headers=headers, **kwargs)
+
+    # An ingest key may send events and nothing else.
+    assert call("POST", "/api/v1/events", ingest, json=event).status_code == 204
+    forbidden = call("GET", "/api/v1/meters", ingest)
+    assert forbidden.status_code == 403
+    assert "scope 'ingest'" in _problem(forbidden)["detail"]
+    # A read key may read but not write.
+    assert call("GET", "/api/v1/meters", read).status_code == 200
+    assert call("POST", "/api/v1/events", read, json=event).status_code == 403
+    meter = {"slug": "m", "aggregation": "COUNT", "eventType": "prompt"}
+    assert call("POST", "/api/v1/meters", read, json=meter).status_code == 403
+
+
+def test_openapi_document_is_served_and_declares_bearer_auth(client: TestClient) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    assert document["info"]["title"] == "Allotment"
+    assert "bearer" in str(document["components"]["securitySchemes"]).lower()
