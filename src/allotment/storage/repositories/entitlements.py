@@ -1,9 +1,258 @@
-"""Storage for entitlements."""
+"""Storage for entitlements and their manual resets."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+
+from allotment.domain.entitlements import Entitlement, EntitlementType
+from allotment.domain.periods import Interval, Recurrence
+from allotment.domain.usage_periods import ManualReset
 from allotment.storage.repositories.base import Repository
+from allotment.storage.tables import customer_subjects, customers, entitlements, usage_resets
+
+
+def _to_entitlement(row: Any) -> Entitlement:
+    usage_period = None
+    if row.usage_period_interval is not None and row.usage_period_anchor is not None:
+        usage_period = Recurrence(
+            Interval.parse(row.usage_period_interval), row.usage_period_anchor
+        )
+    return Entitlement(
+        id=row.id,
+        type=EntitlementType(row.type),
+        customer_id=row.customer_id,
+        feature_id=row.feature_id,
+        feature_key=row.feature_key,
+        active_from=row.active_from,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        usage_period=usage_period,
+        measure_usage_from=row.measure_usage_from,
+        is_soft_limit=bool(row.is_soft_limit),
+        issue_after_reset=row.issue_after_reset,
+        issue_after_reset_priority=row.issue_after_reset_priority,
+        preserve_overage_at_reset=bool(row.preserve_overage_at_reset),
+        config=row.config,
+        metadata=row.metadata or {},
+        active_to=row.active_to,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _values(entitlement: Entitlement) -> dict[str, Any]:
+    period = entitlement.usage_period
+    return {
+        "id": entitlement.id,
+        "type": entitlement.type.value,
+        "customer_id": entitlement.customer_id,
+        "feature_id": entitlement.feature_id,
+        "feature_key": entitlement.feature_key,
+        "usage_period_interval": period.interval.iso if period else None,
+        "usage_period_anchor": period.anchor if period else None,
+        "measure_usage_from": entitlement.measure_usage_from,
+        "is_soft_limit": entitlement.is_soft_limit if entitlement.is_metered else None,
+        "issue_after_reset": entitlement.issue_after_reset,
+        "issue_after_reset_priority": entitlement.issue_after_reset_priority,
+        "preserve_overage_at_reset": (
+            entitlement.preserve_overage_at_reset if entitlement.is_metered else None
+        ),
+        "config": entitlement.config,
+        "metadata": dict(entitlement.metadata) or None,
+        "active_from": entitlement.active_from,
+        "active_to": entitlement.active_to,
+        "created_at": entitlement.created_at,
+        "updated_at": entitlement.updated_at,
+        "deleted_at": entitlement.deleted_at,
+    }
+
+
+@dataclass(frozen=True)
+class EntitlementFilter:
+    """Filters of the global and per-customer entitlement lists; empty means "any"."""
+
+    customer_ids: Sequence[str] = ()
+    customer_keys: Sequence[str] = ()
+    subject_keys: Sequence[str] = ()
+    features: Sequence[str] = ()  # ids or keys
+    types: Sequence[EntitlementType] = ()
+    include_deleted: bool = False
+    active_at: datetime | None = None  # exclude entitlements not active at this instant
 
 
 class EntitlementRepository(Repository):
-    pass
+    def add(self, entitlement: Entitlement) -> None:
+        self.connection.execute(insert(entitlements).values(**_values(entitlement)))
+
+    def get(self, entitlement_id: str) -> Entitlement | None:
+        row = self.connection.execute(
+            select(entitlements).where(entitlements.c.id == entitlement_id)
+        ).first()
+        return None if row is None else _to_entitlement(row)
+
+    def lock(self, entitlement_id: str) -> None:
+        """Serialise writers of one entitlement (grants, resets, voids, deletes) until commit.
+
+        PostgreSQL takes a row lock; SQLite write units already hold the database write lock
+        (BEGIN IMMEDIATE), which serialises every writer.
+        """
+        if self.dialect == "postgresql":
+            self.connection.execute(
+                select(entitlements.c.id)
+                .where(entitlements.c.id == entitlement_id)
+                .with_for_update()
+            )
+
+    def live_for_customer_feature(self, customer_id: str, feature_key: str) -> Entitlement | None:
+        """The entitlement not yet deleted for this customer and feature key (at most one)."""
+        row = self.connection.execute(
+            select(entitlements).where(
+                entitlements.c.customer_id == customer_id,
+                entitlements.c.feature_key == feature_key,
+                entitlements.c.deleted_at.is_(None),
+            )
+        ).first()
+        return None if row is None else _to_entitlement(row)
+
+    def for_customer_feature_at(
+        self, customer_id: str, feature_key: str, at: datetime
+    ) -> Entitlement | None:
+        """The entitlement active at `at` for this customer and feature key, if any: reads of a
+        past instant still find an entitlement deleted or overridden since."""
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(
+                entitlements.c.customer_id == customer_id,
+                entitlements.c.feature_key == feature_key,
+                entitlements.c.active_from <= at,
+            )
+            .order_by(entitlements.c.active_from.desc(), entitlements.c.id.desc())
+        )
+        for row in rows:
+            entitlement = _to_entitlement(row)
+            if entitlement.active_at(at):
+                return entitlement
+        return None
+
+    def active_for_customer(self, customer_id: str, at: datetime) -> list[Entitlement]:
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(entitlements.c.customer_id == customer_id, entitlements.c.active_from <= at)
+            .order_by(entitlements.c.feature_key, entitlements.c.created_at)
+        )
+        return [e for e in map(_to_entitlement, rows) if e.active_at(at)]
+
+    def count_live_for_customer(self, customer_id: str) -> int:
+        return int(
+            self.connection.execute(
+                select(func.count())
+                .select_from(entitlements)
+                .where(
+                    entitlements.c.customer_id == customer_id,
+                    entitlements.c.deleted_at.is_(None),
+                )
+            ).scalar_one()
+        )
+
+    def end(self, entitlement_id: str, at: datetime) -> None:
+        """Delete (end) an entitlement at `at`; the row stays for history."""
+        self.connection.execute(
+            update(entitlements)
+            .where(entitlements.c.id == entitlement_id)
+            .values(deleted_at=at, active_to=at, updated_at=at)
+        )
+
+    def _conditions(self, filters: EntitlementFilter) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if not filters.include_deleted:
+            conditions.append(entitlements.c.deleted_at.is_(None))
+        if filters.customer_ids:
+            conditions.append(entitlements.c.customer_id.in_(list(filters.customer_ids)))
+        if filters.customer_keys:
+            keyed = select(customers.c.id).where(customers.c.key.in_(list(filters.customer_keys)))
+            conditions.append(entitlements.c.customer_id.in_(keyed))
+        if filters.subject_keys:
+            subject_keys = list(filters.subject_keys)
+            owners = select(customer_subjects.c.customer_id).where(
+                customer_subjects.c.subject_key.in_(subject_keys)
+            )
+            keyed = select(customers.c.id).where(
+                customers.c.key.in_(subject_keys), customers.c.deleted_at.is_(None)
+            )
+            conditions.append(
+                or_(entitlements.c.customer_id.in_(owners), entitlements.c.customer_id.in_(keyed))
+            )
+        if filters.features:
+            features = list(filters.features)
+            conditions.append(
+                or_(
+                    entitlements.c.feature_id.in_(features),
+                    entitlements.c.feature_key.in_(features),
+                )
+            )
+        if filters.types:
+            conditions.append(entitlements.c.type.in_([t.value for t in filters.types]))
+        if filters.active_at is not None:
+            at = filters.active_at
+            conditions.append(entitlements.c.active_from <= at)
+            for column in (entitlements.c.active_to, entitlements.c.deleted_at):
+                conditions.append(or_(column.is_(None), column > at))
+        return conditions
+
+    def search(
+        self,
+        filters: EntitlementFilter,
+        *,
+        order_by: str = "createdAt",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[list[Entitlement], int]:
+        """A page of entitlements matching `filters`, and how many match in all."""
+        condition = and_(*self._conditions(filters))
+        column = {
+            "createdAt": entitlements.c.created_at,
+            "updatedAt": entitlements.c.updated_at,
+        }.get(order_by, entitlements.c.created_at)
+        ordering = [column.desc() if descending else column, entitlements.c.id]
+        query = select(entitlements).where(condition).order_by(*ordering).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        items = [_to_entitlement(row) for row in self.connection.execute(query)]
+        total = int(
+            self.connection.execute(
+                select(func.count()).select_from(entitlements).where(condition)
+            ).scalar_one()
+        )
+        return items, total
+
+    # -- manual resets ------------------------------------------------------------------------
+
+    def add_reset(
+        self, reset_id: str, entitlement_id: str, reset: ManualReset, at: datetime
+    ) -> None:
+        self.connection.execute(
+            insert(usage_resets).values(
+                id=reset_id,
+                entitlement_id=entitlement_id,
+                reset_at=reset.at,
+                anchor=reset.anchor,
+                preserve_overage=reset.preserve_overage,
+                created_at=at,
+            )
+        )
+
+    def resets(self, entitlement_id: str) -> list[ManualReset]:
+        rows = self.connection.execute(
+            select(usage_resets)
+            .where(usage_resets.c.entitlement_id == entitlement_id)
+            .order_by(usage_resets.c.reset_at)
+        )
+        return [
+            ManualReset(at=row.reset_at, anchor=row.anchor, preserve_overage=row.preserve_overage)
+            for row in rows
+        ]
