@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
 
 from allotment.domain.entitlements import Entitlement, EntitlementType
 from allotment.domain.periods import Interval, Recurrence
@@ -213,7 +213,7 @@ class EntitlementRepository(Repository):
         offset: int = 0,
     ) -> tuple[list[Entitlement], int]:
         """A page of entitlements matching `filters`, and how many match in all."""
-        condition = and_(*self._conditions(filters))
+        condition = and_(true(), *self._conditions(filters))
         column = {
             "createdAt": entitlements.c.created_at,
             "updatedAt": entitlements.c.updated_at,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
 
 from allotment.domain.entitlements import GrantRecord
 from allotment.domain.periods import Expiration, Interval, Recurrence
@@ -174,7 +174,7 @@ class GrantRepository(Repository):
         limit: int | None = None,
         offset: int = 0,
     ) -> tuple[list[GrantRecord], int]:
-        condition = and_(*self._conditions(filters))
+        condition = and_(true(), *self._conditions(filters))
         column = {
             "id": grants.c.id,
             "createdAt": grants.c.created_at,
