@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -96,13 +96,14 @@ def plan_metered_read(
     grants: Sequence[Grant],
     at: datetime,
     start_state: EngineState | None = None,
+    observe: Iterable[datetime] = (),
 ) -> list[UsageWindow]:
     """The usage windows `metered_value` with the same arguments will ask for."""
     t = ensure_utc(at)
     if t < terms.timeline.measure_usage_from:
         return []
     start = _start_for_read(terms, grants, t, start_state)
-    return plan_usage_windows(terms, grants, start, read_instant(t))
+    return plan_usage_windows(terms, grants, start, read_instant(t), observe)
 
 
 def metered_value(
@@ -111,6 +112,7 @@ def metered_value(
     at: datetime,
     usage: UsageSource,
     start_state: EngineState | None = None,
+    observe: Iterable[datetime] = (),
 ) -> tuple[EntitlementValue, EngineRun]:
     """The value of an active metered entitlement at `at` (check `is_active` first).
 
@@ -119,7 +121,8 @@ def metered_value(
     (a reset, a grant starting) is already in the value; at a sub-minute `at` the usage up to the
     next minute counts but that minute's own changes have not happened yet. Before
     `measure_usage_from` nothing has been measured: balance of the grants active then, usage 0,
-    and the returned run is the empty run at measurement start.
+    and the returned run is the empty run at measurement start. `observe` asks the run to
+    record states (e.g. the instant `snapshots.checkpoint_instant` chose, to save it).
     """
     t = ensure_utc(at)
     timeline = terms.timeline
@@ -145,7 +148,7 @@ def metered_value(
         )
         return value, empty_run
     start = _start_for_read(terms, grants, t, start_state)
-    engine_run = run(terms, grants, start, read_instant(t), usage)
+    engine_run = run(terms, grants, start, read_instant(t), usage, observe)
     state = engine_run.state if is_minute_aligned(t) else engine_run.state_before_until
     return value_from_state(terms, state), engine_run
 

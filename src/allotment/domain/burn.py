@@ -346,7 +346,9 @@ def initial_state(terms: MeteredTerms, grants: Sequence[Grant]) -> EngineState:
     )
 
 
-def _lookup(usage: UsageSource) -> Callable[[UsageWindow], Decimal]:
+def usage_lookup(usage: UsageSource) -> Callable[[UsageWindow], Decimal]:
+    """Turn either form of usage into a function; a window missing from a mapping is a
+    ValueError naming the window (the caller planned the query wrong)."""
     if isinstance(usage, Mapping):
         table: Mapping[UsageWindow, Decimal] = usage
 
@@ -619,7 +621,7 @@ def run(
     for o in points:
         if not start_state.at <= o <= until_u:
             raise ValueError(f"observe point {o.isoformat()} is outside the run")
-    lookup = _lookup(usage)
+    lookup = usage_lookup(usage)
     with localcontext(_ENGINE_CONTEXT):
         engine = _Engine(terms, grants, start_state)
         engine.open_segment()
