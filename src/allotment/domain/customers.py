@@ -14,11 +14,13 @@ Rules:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from allotment.domain.listing import SortOrder
 from allotment.domain.subjects import validate_subject_key
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import ErrorList
@@ -194,7 +196,20 @@ def claims_of(details: CustomerDetails) -> frozenset[str]:
     return frozenset(keys)
 
 
-def first_overlap(wanted: Iterable[str], taken: Iterable[str]) -> str | None:
-    """The smallest key present in both, for a deterministic conflict message."""
-    overlap = set(wanted) & set(taken)
-    return min(overlap) if overlap else None
+class CustomerOrderBy(StrEnum):
+    ID = "id"
+    NAME = "name"
+    CREATED_AT = "createdAt"
+
+
+@dataclass(frozen=True)
+class CustomerFilter:
+    """List filters; text filters are case-insensitive "contains" matches."""
+
+    key: str | None = None
+    name: str | None = None
+    primary_email: str | None = None
+    subject: str | None = None
+    include_deleted: bool = False
+    order_by: CustomerOrderBy = CustomerOrderBy.NAME
+    order: SortOrder = SortOrder.ASC

@@ -17,9 +17,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from allotment.domain.group_by_filters import StringFilter, operand_text, parse_string_filter
+from allotment.domain.listing import SortOrder
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import ErrorList, InvalidInput
 
@@ -119,8 +121,8 @@ def group_by_filters_from_wire(
     return filters
 
 
-def validate_new_feature(feature: NewFeature, meter: MeterFacts | None) -> None:
-    """Raises InvalidInput naming every bad field; `meter` is the live meter `meter_slug` names."""
+def validate_new_feature(feature: NewFeature) -> None:
+    """Raises InvalidInput naming every bad field that needs no lookup to judge."""
     errors = ErrorList()
     if not is_valid_key(feature.key):
         errors.add(
@@ -129,6 +131,10 @@ def validate_new_feature(feature: NewFeature, meter: MeterFacts | None) -> None:
             f"at most {KEY_MAX_LENGTH} characters, and not shaped like a ULID",
             code="pattern",
         )
+    if feature.meter_slug is not None and not (
+        len(feature.meter_slug) <= KEY_MAX_LENGTH and re.match(KEY_PATTERN, feature.meter_slug)
+    ):
+        errors.add("meterSlug", "must be a meter slug: lowercase letters, digits and underscores")
     if not feature.name:
         errors.add("name", "must not be empty")
     elif len(feature.name) > NAME_MAX_LENGTH:
@@ -137,21 +143,42 @@ def validate_new_feature(feature: NewFeature, meter: MeterFacts | None) -> None:
         errors.add("name", UNSTORABLE_TEXT)
     if feature.metadata is not None and not is_storable_document(feature.metadata):
         errors.add("metadata", UNSTORABLE_TEXT)
-    if meter is not None and meter.aggregation not in METERED_AGGREGATIONS:
+    if feature.group_by_filters and feature.meter_slug is None:
+        errors.add("meterGroupByFilters", "group-by filters need a meterSlug")
+    errors.raise_if_any("invalid feature")
+
+
+def validate_meter_fits(feature: NewFeature, meter: MeterFacts) -> None:
+    """Raises InvalidInput unless `meter` (the live meter the feature names) can meter it."""
+    errors = ErrorList()
+    if meter.aggregation not in METERED_AGGREGATIONS:
         allowed = ", ".join(sorted(METERED_AGGREGATIONS))
         errors.add(
             "meterSlug",
             f"meter '{meter.slug}' aggregates {meter.aggregation}; a feature's meter must "
             f"aggregate one of {allowed}",
         )
-    if feature.group_by_filters and feature.meter_slug is None:
-        errors.add("meterGroupByFilters", "group-by filters need a meterSlug")
-    elif meter is not None:
-        for key in sorted(feature.group_by_filters):
-            if key not in meter.group_by_keys:
-                known = ", ".join(sorted(meter.group_by_keys)) or "none"
-                errors.add(
-                    f"meterGroupByFilters.{key}",
-                    f"'{key}' is not a group-by key of meter '{meter.slug}' (its keys: {known})",
-                )
+    for key in sorted(feature.group_by_filters):
+        if key not in meter.group_by_keys:
+            known = ", ".join(sorted(meter.group_by_keys)) or "none"
+            errors.add(
+                f"meterGroupByFilters.{key}",
+                f"'{key}' is not a group-by key of meter '{meter.slug}' (its keys: {known})",
+            )
     errors.raise_if_any("invalid feature")
+
+
+class FeatureOrderBy(StrEnum):
+    ID = "id"
+    KEY = "key"
+    NAME = "name"
+    CREATED_AT = "createdAt"
+    UPDATED_AT = "updatedAt"
+
+
+@dataclass(frozen=True)
+class FeatureFilter:
+    meter_slugs: tuple[str, ...] = ()
+    include_archived: bool = False
+    order_by: FeatureOrderBy = FeatureOrderBy.KEY
+    order: SortOrder = SortOrder.ASC
