@@ -34,6 +34,10 @@ class UnitOfWork:
         connection = self._engine.connect()
         if self._write and self._engine.dialect.name == "sqlite":
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        if not self._write and self._engine.dialect.name == "postgresql":
+            # A read sees one snapshot across its statements, as a SQLite WAL read does: a
+            # balance read never mixes grants from before a concurrent reset with resets after.
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
         self._connection = connection
         connection.begin()
         return self
