@@ -8,14 +8,18 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
 
-from allotment.domain.entitlements import Entitlement, EntitlementType, GrantRecord
+from allotment.domain.entitlements import (
+    Entitlement,
+    EntitlementFilter,
+    EntitlementType,
+    GrantFilter,
+    GrantRecord,
+)
 from allotment.domain.periods import Expiration, Interval, Recurrence
 from allotment.domain.usage_periods import ManualReset
+from allotment.errors import Conflict
 from allotment.storage import Database
-from allotment.storage.repositories.entitlements import EntitlementFilter
-from allotment.storage.repositories.grants import GrantFilter
 from allotment.storage.tables import customer_subjects, customers, features
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -97,9 +101,10 @@ def test_second_live_entitlement_for_customer_and_feature_is_refused(database: D
     with database.unit_of_work(write=True) as uow:
         uow.entitlements.add(_metered())
         uow.commit()
-    with pytest.raises(IntegrityError), database.unit_of_work(write=True) as uow:
+    with pytest.raises(Conflict) as refused, database.unit_of_work(write=True) as uow:
         uow.entitlements.add(_metered("01HZZZZZZZZZZZZZZZZZZENT02"))
         uow.commit()
+    assert refused.value.conflicting_entity_id == "01HZZZZZZZZZZZZZZZZZZENT01"
 
 
 def test_ended_entitlement_frees_the_feature_but_stays_readable_in_the_past(

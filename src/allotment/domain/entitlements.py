@@ -113,3 +113,58 @@ class GrantRecord:
             max_rollover_amount=self.max_rollover_amount,
             recurrence=self.recurrence,
         )
+
+
+@dataclass(frozen=True)
+class OwnerKeys:
+    """Who owns an entitlement, as responses show it: the customer's id and key, and the
+    subject keys v1 responses pick their `subjectKey` from."""
+
+    customer_id: str
+    customer_key: str | None
+    subject_keys: tuple[str, ...]
+
+    @property
+    def subject_key(self) -> str:
+        """v1 `subjectKey`: the lexicographically first subject key; a customer with none
+        falls back to its key (which attributes usage too), then to ""."""
+        if self.subject_keys:
+            return min(self.subject_keys)
+        return self.customer_key or ""
+
+
+class EntitlementOrderBy(StrEnum):
+    CREATED_AT = "createdAt"
+    UPDATED_AT = "updatedAt"
+
+
+@dataclass(frozen=True)
+class EntitlementFilter:
+    """Filters of the global and per-customer entitlement lists; empty means "any"."""
+
+    customer_ids: Sequence[str] = ()
+    customer_keys: Sequence[str] = ()
+    subject_keys: Sequence[str] = ()
+    features: Sequence[str] = ()  # ids or keys
+    types: Sequence[EntitlementType] = ()
+    include_deleted: bool = False
+    active_at: datetime | None = None  # exclude entitlements not active at this instant
+
+
+class GrantOrderBy(StrEnum):
+    ID = "id"
+    CREATED_AT = "createdAt"
+    UPDATED_AT = "updatedAt"
+    EFFECTIVE_AT = "effectiveAt"
+    EXPIRES_AT = "expiresAt"
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    """Filters of the grant lists; empty means "any"."""
+
+    entitlement_ids: Sequence[str] = ()
+    features: Sequence[str] = ()  # ids or keys
+    customers: Sequence[str] = ()  # ids or keys
+    subject_keys: Sequence[str] = ()
+    include_deleted: bool = False

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
 
-from allotment.domain.entitlements import Entitlement, EntitlementType
+from allotment.domain.entitlements import (
+    Entitlement,
+    EntitlementFilter,
+    EntitlementType,
+    OwnerKeys,
+)
 from allotment.domain.periods import Interval, Recurrence
 from allotment.domain.usage_periods import ManualReset
+from allotment.errors import Conflict
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import customer_subjects, customers, entitlements, usage_resets
 
@@ -71,22 +77,27 @@ def _values(entitlement: Entitlement) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class EntitlementFilter:
-    """Filters of the global and per-customer entitlement lists; empty means "any"."""
-
-    customer_ids: Sequence[str] = ()
-    customer_keys: Sequence[str] = ()
-    subject_keys: Sequence[str] = ()
-    features: Sequence[str] = ()  # ids or keys
-    types: Sequence[EntitlementType] = ()
-    include_deleted: bool = False
-    active_at: datetime | None = None  # exclude entitlements not active at this instant
-
-
 class EntitlementRepository(Repository):
     def add(self, entitlement: Entitlement) -> None:
-        self.connection.execute(insert(entitlements).values(**_values(entitlement)))
+        """Insert; a second live entitlement for the customer and feature key is a Conflict.
+
+        The partial unique index decides, so two concurrent creates cannot both succeed. The
+        insert runs in a savepoint so that, on PostgreSQL, the transaction survives the refusal
+        long enough to read the entitlement that won.
+        """
+        try:
+            with self.connection.begin_nested():
+                self.connection.execute(insert(entitlements).values(**_values(entitlement)))
+        except IntegrityError as error:
+            live = self.live_for_customer_feature(entitlement.customer_id, entitlement.feature_key)
+            if live is None:
+                raise
+            raise Conflict(
+                f"customer already has an active entitlement for feature "
+                f"'{entitlement.feature_key}': {live.id}",
+                field="featureKey",
+                conflicting_entity_id=live.id,
+            ) from error
 
     def get(self, entitlement_id: str) -> Entitlement | None:
         row = self.connection.execute(
@@ -247,12 +258,43 @@ class EntitlementRepository(Repository):
         )
 
     def resets(self, entitlement_id: str) -> list[ManualReset]:
+        return self.resets_of([entitlement_id])[entitlement_id]
+
+    def resets_of(self, entitlement_ids: Sequence[str]) -> dict[str, list[ManualReset]]:
+        """Manual resets of several entitlements in one query, in time order."""
+        result: dict[str, list[ManualReset]] = {e: [] for e in entitlement_ids}
+        if not entitlement_ids:
+            return result
         rows = self.connection.execute(
             select(usage_resets)
-            .where(usage_resets.c.entitlement_id == entitlement_id)
+            .where(usage_resets.c.entitlement_id.in_(list(entitlement_ids)))
             .order_by(usage_resets.c.reset_at)
         )
-        return [
-            ManualReset(at=row.reset_at, anchor=row.anchor, preserve_overage=row.preserve_overage)
-            for row in rows
-        ]
+        for row in rows:
+            result[row.entitlement_id].append(
+                ManualReset(
+                    at=row.reset_at, anchor=row.anchor, preserve_overage=row.preserve_overage
+                )
+            )
+        return result
+
+    # -- owners -------------------------------------------------------------------------------
+
+    def owner_keys(self, customer_ids: Sequence[str]) -> dict[str, OwnerKeys]:
+        """The key and subject keys of each customer (deleted ones too), for responses."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        subject_keys: dict[str, list[str]] = {}
+        for customer_id, subject_key in self.connection.execute(
+            select(customer_subjects.c.customer_id, customer_subjects.c.subject_key).where(
+                customer_subjects.c.customer_id.in_(wanted)
+            )
+        ):
+            subject_keys.setdefault(customer_id, []).append(subject_key)
+        return {
+            row.id: OwnerKeys(row.id, row.key, tuple(sorted(subject_keys.get(row.id, ()))))
+            for row in self.connection.execute(
+                select(customers.c.id, customers.c.key).where(customers.c.id.in_(wanted))
+            )
+        }

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
 
-from allotment.domain.entitlements import GrantRecord
+from allotment.domain.entitlements import GrantFilter, GrantRecord
 from allotment.domain.periods import Expiration, Interval, Recurrence
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import customer_subjects, customers, entitlements, grants
@@ -40,16 +39,6 @@ def _to_grant(row: Any) -> GrantRecord:
         voided_at=row.voided_at,
         deleted_at=row.deleted_at,
     )
-
-
-@dataclass(frozen=True)
-class GrantFilter:
-    """Filters of the global grant lists; empty means "any"."""
-
-    features: Sequence[str] = ()  # ids or keys
-    customers: Sequence[str] = ()  # ids or keys
-    subject_keys: Sequence[str] = ()
-    include_deleted: bool = False
 
 
 class GrantRepository(Repository):
@@ -128,6 +117,8 @@ class GrantRepository(Repository):
         conditions: list[ColumnElement[bool]] = []
         if not filters.include_deleted:
             conditions.append(grants.c.deleted_at.is_(None))
+        if filters.entitlement_ids:
+            conditions.append(grants.c.entitlement_id.in_(list(filters.entitlement_ids)))
         owned = select(entitlements.c.id)
         narrowed = False
         if filters.features:
