@@ -82,8 +82,10 @@ class FeatureRepository(Repository):
             .on_conflict_do_nothing(
                 index_elements=[features.c.key], index_where=features.c.archived_at.is_(None)
             )
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+            .returning(features.c.id)
         )
-        return self.connection.execute(statement).rowcount == 1
+        return self.connection.execute(statement).first() is not None
 
     def get(self, feature_id: str) -> Feature | None:
         """By id, archived or not."""
@@ -98,7 +100,10 @@ class FeatureRepository(Repository):
             query = query.where(features.c.archived_at.is_(None))
         # NULL (live) first on both databases, then the latest archived.
         query = query.order_by(
-            features.c.archived_at.is_not(None), features.c.archived_at.desc(), features.c.id
+            features.c.archived_at.is_not(None),
+            features.c.archived_at.desc(),
+            features.c.created_at.desc(),
+            features.c.id.desc(),
         )
         row = self.connection.execute(query.limit(1)).first()
         return None if row is None else _to_feature(row)

@@ -83,8 +83,10 @@ class SubjectRepository(Repository):
             .on_conflict_do_nothing(
                 index_elements=[subjects.c.key], index_where=subjects.c.deleted_at.is_(None)
             )
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+            .returning(subjects.c.id)
         )
-        return self.connection.execute(statement).rowcount == 1
+        return self.connection.execute(statement).first() is not None
 
     def update(self, subject: Subject) -> None:
         values = _values(subject)
