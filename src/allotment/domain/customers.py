@@ -210,6 +210,8 @@ class CustomerFilter:
     name: str | None = None
     primary_email: str | None = None
     subject: str | None = None
+    # Plans are out of scope, so no customer is on one: filtering by plan finds nobody.
+    plan_key: str | None = None
     include_deleted: bool = False
     order_by: CustomerOrderBy = CustomerOrderBy.NAME
     order: SortOrder = SortOrder.ASC

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from allotment.domain.customers import (
     Address,
@@ -208,6 +218,8 @@ class CustomerRepository(Repository):
                     customer_subjects.c.subject_key.icontains(criteria.subject, autoescape=True),
                 )
             )
+        if criteria.plan_key is not None:
+            conditions.append(false())
         total = self.connection.execute(
             select(func.count()).select_from(customers).where(*conditions)
         ).scalar_one()
