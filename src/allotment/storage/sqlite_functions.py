@@ -1,13 +1,163 @@
 """SQL functions SQLite lacks, registered on every new SQLite connection.
 
-PostgreSQL has time zones, exact NUMERIC sums and regular expressions built in; SQLite gets
-small deterministic Python equivalents so the same queries run on both.
+PostgreSQL has time zones and exact NUMERIC sums built in; SQLite gets small deterministic
+Python equivalents so the same meter queries run on both. The rules themselves (what counts as
+a number, where a window starts) come from `allotment.domain.meters`; these functions only adapt
+them to SQLite's values: a JSON value arrives as its JSON text (`data -> '$.path'`), an instant
+as integer microseconds, and exact decimals travel as text (SQLite's own numbers are binary
+floats, where 0.1 + 0.2 is not 0.3).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Context, Decimal
+from typing import Any, Final
+
+import orjson
+
+from allotment.domain.meters import (
+    WindowSize,
+    parse_number,
+    resolve_time_zone,
+    unique_value_key,
+    window_start,
+)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+_UTC_UNITS: Final = {"MINUTE": 60_000_000, "HOUR": 3_600_000_000, "DAY": 86_400_000_000}
+
+# Sums of many decimals must not round: far more digits than any amount or count needs.
+_EXACT: Final = Context(prec=1000, Emax=999_999, Emin=-999_999)
+
+
+def _json_scalar(json_text: str) -> object:
+    """The Python value of a JSON text, keeping numbers exact (never through a float)."""
+    first = json_text[:1]
+    if first == "-" or first.isdigit():
+        return Decimal(json_text)
+    return orjson.loads(json_text)
+
+
+def meter_number(json_text: str | None) -> str | None:
+    """`allotment_number(data -> path)`: the value as exact decimal text, or NULL if invalid."""
+    if json_text is None:
+        return None
+    value = _json_scalar(json_text)
+    if isinstance(value, Decimal):
+        return json_text
+    number = parse_number(value)
+    return None if number is None else str(number)
+
+
+def unique_key(json_text: str | None) -> str | None:
+    """`allotment_unique_key(data -> path)`: what UNIQUE_COUNT compares, or NULL if invalid."""
+    if json_text is None:
+        return None
+    value = _json_scalar(json_text)
+    if isinstance(value, Decimal):
+        value = str(value)  # a number is keyed like the numeric string of the same value
+    return unique_value_key(value)
+
+
+def window_start_micros(micros: int | None, size: str, zone_name: str) -> int | None:
+    """`allotment_window_start(time, size, zone)` in integer microseconds."""
+    if micros is None:
+        return None
+    if zone_name == "UTC" and size in _UTC_UNITS:
+        return micros - micros % _UTC_UNITS[size]
+    instant = _EPOCH + micros * _ONE_MICROSECOND
+    start = window_start(instant, WindowSize(size), resolve_time_zone(zone_name))
+    return (start - _EPOCH) // _ONE_MICROSECOND
+
+
+class _Sum:
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            number = Decimal(value)
+            self.total = number if self.total is None else _EXACT.add(self.total, number)
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
+
+
+class _Average:
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+        self.count = 0
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total = _EXACT.add(self.total, Decimal(value))
+            self.count += 1
+
+    def finalize(self) -> str | None:
+        if not self.count:
+            return None
+        # Thirty significant digits, as PostgreSQL's avg(numeric) gives at least.
+        return str(Context(prec=30).divide(self.total, self.count))
+
+
+class _Minimum:
+    def __init__(self) -> None:
+        self.best: Decimal | None = None
+
+    def better(self, number: Decimal, best: Decimal) -> bool:
+        return number < best
+
+    def step(self, value: str | None) -> None:
+        if value is None:
+            return
+        number = Decimal(value)
+        if self.best is None or self.better(number, self.best):
+            self.best = number
+
+    def finalize(self) -> str | None:
+        return None if self.best is None else str(self.best)
+
+
+class _Maximum(_Minimum):
+    def better(self, number: Decimal, best: Decimal) -> bool:
+        return number > best
+
+
+class _Latest:
+    """The value of the row with the greatest (time, seq): the latest event, ties broken by
+    ingest order."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int] | None = None
+        self.value: str | None = None
+
+    def step(self, time: int, seq: int, value: str | None) -> None:
+        if value is None:
+            return
+        key = (time, seq)
+        if self.key is None or key > self.key:
+            self.key = key
+            self.value = value
+
+    def finalize(self) -> str | None:
+        return self.value
 
 
 def register(connection: sqlite3.Connection) -> None:
-    """Called by the engine's connect hook; add functions here as queries need them."""
+    """Called by the engine's connect hook for every new SQLite connection."""
+    connection.create_function("allotment_number", 1, meter_number, deterministic=True)
+    connection.create_function("allotment_unique_key", 1, unique_key, deterministic=True)
+    connection.create_function("allotment_window_start", 3, window_start_micros, deterministic=True)
+    # typeshed describes aggregates with integer steps only; these take text and integers.
+    aggregates: list[tuple[str, int, Any]] = [
+        ("allotment_sum", 1, _Sum),
+        ("allotment_avg", 1, _Average),
+        ("allotment_min", 1, _Minimum),
+        ("allotment_max", 1, _Maximum),
+        ("allotment_latest", 3, _Latest),
+    ]
+    for name, arguments, aggregate in aggregates:
+        connection.create_aggregate(name, arguments, aggregate)

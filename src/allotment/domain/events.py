@@ -1,0 +1,84 @@
+"""Usage events: CloudEvents as Allotment stores and lists them.
+
+Rules:
+
+- `(source, id)` identifies an event. A second event with the same pair is a duplicate and is
+  ignored however often it is sent, inside one batch or across retries; the first one stays.
+- `time` is when the usage happened; an event sent without one happened when it was received.
+- `data` is a JSON object or absent; meters read their values out of it (see `meters.py`).
+- An event is stored whether or not a meter can count it: a meter that cannot read a value from
+  it skips it, and the event listing says why (`validation_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from allotment.domain.meters import Meter
+
+SPEC_VERSION: Final = "1.0"
+"""The only CloudEvents version there is; an event that leaves it out is taken to mean it."""
+
+LIST_LIMIT_MAX: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One CloudEvent. `time` None means "when it was received" (the service fills it in)."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime | None = None
+    specversion: str = SPEC_VERSION
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: its time is always known, and so is when it arrived."""
+
+    event: Event
+    time: datetime
+    ingested_at: datetime
+
+
+@dataclass(frozen=True)
+class ListedEvent:
+    """An event as the listing shows it, with its customer and why meters skip it, if they do."""
+
+    stored: StoredEvent
+    customer_id: str | None
+    validation_error: str | None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters of the event listing. Times are inclusive; `id_contains` and `subject_contains`
+    match anywhere in the value, case-sensitively."""
+
+    limit: int = LIST_LIMIT_MAX
+    ingested_from: datetime | None = None
+    ingested_to: datetime | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+    id_contains: str | None = None
+    subject_contains: str | None = None
+    subjects: Sequence[str] | None = None
+    """Exact subjects (resolved from customer ids); None means any subject."""
+
+
+def validation_error(event: Event, meters: Iterable[Meter]) -> str | None:
+    """Why the meters reading this event's type cannot count it, or None when all of them can."""
+    problems = [
+        f"meter {meter.slug}: {problem}"
+        for meter in meters
+        if meter.event_type == event.type and (problem := meter.value_problem(event.data))
+    ]
+    return "; ".join(problems) if problems else None
