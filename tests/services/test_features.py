@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
 
 from allotment.domain.features import FeatureFilter, FeatureOrderBy, NewFeature
 from allotment.domain.group_by_filters import StringFilter
 from allotment.domain.listing import SortOrder, Window
 from allotment.errors import Conflict, InvalidInput, NotFound
-from allotment.ids import new_id
 from allotment.services import features
 from allotment.services.context import ServiceContext
-from allotment.storage.tables import meters
 from tests.conftest import SettableClock
-
-
-def add_meter(
-    context: ServiceContext,
-    slug: str,
-    aggregation: str = "SUM",
-    group_by: dict[str, str] | None = None,
-    deleted: bool = False,
-) -> None:
-    """A meter row; the meters service belongs to another suite."""
-    at = datetime(2024, 1, 1, tzinfo=UTC)
-    with context.database.engine.begin() as connection:
-        connection.execute(
-            insert(meters).values(
-                id=new_id(),
-                slug=slug,
-                name=slug,
-                aggregation=aggregation,
-                event_type="prompt",
-                value_property=None if aggregation == "COUNT" else "$.tokens",
-                group_by=group_by or {},
-                created_at=at,
-                updated_at=at,
-                deleted_at=at if deleted else None,
-            )
-        )
-
+from tests.services.meter_rows import add_meter
 
 GPT4 = StringFilter("$eq", "gpt-4")
 

@@ -1,7 +1,73 @@
-"""Routes for features."""
+"""Routes for features (OpenMeter v1). There is no update: features are immutable."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from allotment.api.deps import Context
+from allotment.api.schemas.common import Page
+from allotment.api.schemas.features import FeatureCreateBody, FeatureResponse
+from allotment.domain.features import FeatureFilter, FeatureOrderBy
+from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortOrder, Window
+from allotment.services import features
 
 router = APIRouter(tags=["features"])
+
+FeatureIdOrKey = Annotated[
+    str, Path(alias="featureId", description="A feature id, or the key of a live feature")
+]
+
+
+@router.post("/api/v1/features", status_code=201, response_model_exclude_none=True)
+def create_feature(context: Context, body: FeatureCreateBody) -> FeatureResponse:
+    """A feature with `meterSlug` is metered; its meter must aggregate SUM, COUNT, UNIQUE_COUNT
+    or LATEST, and its filters must name the meter's group-by keys."""
+    return FeatureResponse.of(features.create_feature(context, body.to_new_feature()))
+
+
+@router.get("/api/v1/features", response_model_exclude_none=True)
+def list_features(
+    context: Context,
+    meter_slug: Annotated[list[str] | None, Query(alias="meterSlug")] = None,
+    include_archived: Annotated[bool, Query(alias="includeArchived")] = False,
+    page: Annotated[int | None, Query(ge=1)] = None,
+    page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    order: SortOrder = SortOrder.ASC,
+    order_by: Annotated[FeatureOrderBy, Query(alias="orderBy")] = FeatureOrderBy.KEY,
+) -> list[FeatureResponse] | Page[FeatureResponse]:
+    """A bare array (`limit`/`offset`) unless `page` or `pageSize` is sent, then a page object."""
+    criteria = FeatureFilter(
+        meter_slugs=tuple(meter_slug or ()),
+        include_archived=include_archived,
+        order_by=order_by,
+        order=order,
+    )
+    paginated = page is not None or page_size is not None
+    if not paginated:
+        result = features.list_features(context, criteria, Window(offset=offset, limit=limit))
+        return [FeatureResponse.of(feature) for feature in result.items]
+    page, page_size = page or 1, page_size or DEFAULT_PAGE_SIZE
+    result = features.list_features(context, criteria, Window.of_page(page, page_size))
+    return Page[FeatureResponse](
+        items=[FeatureResponse.of(feature) for feature in result.items],
+        page=page,
+        page_size=page_size,
+        total_count=result.total_count,
+    )
+
+
+@router.get("/api/v1/features/{featureId}", response_model_exclude_none=True)
+def get_feature(context: Context, feature_id_or_key: FeatureIdOrKey) -> FeatureResponse:
+    """An archived feature is 404 here, by id and by key (list with includeArchived shows it)."""
+    return FeatureResponse.of(features.get_feature(context, feature_id_or_key))
+
+
+@router.delete("/api/v1/features/{featureId}", status_code=204)
+def archive_feature(context: Context, feature_id_or_key: FeatureIdOrKey) -> Response:
+    """Archives: the key becomes free, existing entitlements keep working, new ones are refused."""
+    features.archive_feature(context, feature_id_or_key)
+    return Response(status_code=204)

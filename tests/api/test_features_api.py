@@ -1,0 +1,195 @@
+"""/api/v1/features: create (201), list (bare array or page), get, archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from allotment.services.context import ServiceContext
+from tests.conftest import SettableClock
+from tests.services.meter_rows import add_meter
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+def _fields(problem: dict[str, Any]) -> list[str]:
+    return [error["field"] for error in problem["extensions"]["validationErrors"]]
+
+
+@pytest.fixture
+def tokens_meter(context: ServiceContext) -> str:
+    add_meter(context, "tokens", group_by={"model": "$.model", "type": "$.type"})
+    return "tokens"
+
+
+def test_create_fills_both_filter_forms(client: TestClient, tokens_meter: str) -> None:
+    response = client.post(
+        "/api/v1/features",
+        json={
+            "key": "gpt4_tokens",
+            "name": "GPT-4 tokens",
+            "meterSlug": tokens_meter,
+            "meterGroupByFilters": {"model": "gpt-4"},
+            "metadata": {"team": "ai"},
+            "unitCost": {"type": "manual", "amount": "0.1"},
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body == {
+        "id": body["id"],
+        "key": "gpt4_tokens",
+        "name": "GPT-4 tokens",
+        "meterSlug": "tokens",
+        "meterGroupByFilters": {"model": "gpt-4"},
+        "advancedMeterGroupByFilters": {"model": {"$eq": "gpt-4"}},
+        "metadata": {"team": "ai"},
+        "createdAt": "2024-01-15T12:00:00Z",
+        "updatedAt": "2024-01-15T12:00:00Z",
+    }
+    assert client.get(f"/api/v1/features/{body['id']}").json() == body
+    assert client.get("/api/v1/features/gpt4_tokens").json() == body
+
+
+def test_advanced_filters_round_trip(client: TestClient, tokens_meter: str) -> None:
+    advanced = {
+        "model": {"$in": ["gpt-4", "gpt-4o"]},
+        "type": {"$or": [{"$eq": "input"}, {"$like": "out%"}]},
+    }
+    response = client.post(
+        "/api/v1/features",
+        json={
+            "key": "gpt4",
+            "name": "GPT-4",
+            "meterSlug": tokens_meter,
+            "advancedMeterGroupByFilters": advanced,
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["advancedMeterGroupByFilters"] == advanced
+    assert "meterGroupByFilters" not in body
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fields"),
+    [
+        ({"key": "Bad-Key", "name": "x"}, 400, ["key"]),
+        ({"key": "01arz3ndektsv4rrffq69g5fav", "name": "x"}, 400, ["key"]),
+        ({"key": "a" * 65, "name": "x"}, 400, ["key"]),
+        ({"key": "ok"}, 400, ["name"]),
+        ({"key": "ok", "name": "x", "meterSlug": "missing"}, 404, ["meterSlug"]),
+        ({"key": "ok", "name": "x", "meterGroupByFilters": {"model": "a"}}, 400,
+         ["meterGroupByFilters"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens", "meterGroupByFilters": {"colour": "a"}},
+         400, ["meterGroupByFilters.colour"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens", "meterGroupByFilters": {"model": ""}},
+         400, ["meterGroupByFilters.model"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens",
+          "advancedMeterGroupByFilters": {"model": {"$eq": "a", "$ne": "b"}}},
+         400, ["advancedMeterGroupByFilters.model"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens",
+          "advancedMeterGroupByFilters": {"model": {"$regex": "a"}}},
+         400, ["advancedMeterGroupByFilters.model.$regex"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens",
+          "advancedMeterGroupByFilters": {"model": {"$in": []}}},
+         400, ["advancedMeterGroupByFilters.model.$in"]),
+        ({"key": "ok", "name": "x", "meterSlug": "tokens",
+          "meterGroupByFilters": {"model": "a"},
+          "advancedMeterGroupByFilters": {"model": {"$eq": "a"}}},
+         400, ["advancedMeterGroupByFilters"]),
+    ],
+)  # fmt: skip
+def test_invalid_features_are_refused_naming_the_field(
+    client: TestClient, tokens_meter: str, body: dict[str, Any], status: int, fields: list[str]
+) -> None:
+    problem = _problem(client.post("/api/v1/features", json=body), status)
+    assert _fields(problem) == fields
+
+
+def test_meter_aggregation_must_suit_a_balance(client: TestClient, context: ServiceContext) -> None:
+    add_meter(context, "latency", aggregation="MAX")
+    problem = _problem(
+        client.post("/api/v1/features", json={"key": "k", "name": "n", "meterSlug": "latency"}),
+        400,
+    )
+    assert "aggregates MAX" in problem["detail"]
+
+
+def test_duplicate_live_key_is_409_and_archive_frees_it(
+    client: TestClient, clock: SettableClock
+) -> None:
+    first = client.post("/api/v1/features", json={"key": "sso", "name": "SSO"}).json()
+    conflict = _problem(client.post("/api/v1/features", json={"key": "sso", "name": "again"}), 409)
+    assert conflict["extensions"]["conflictingEntityId"] == first["id"]
+    assert _fields(conflict) == ["key"]
+
+    clock.set(clock().replace(hour=14))
+    archived = client.delete("/api/v1/features/sso")
+    assert (archived.status_code, archived.content) == (204, b"")
+    _problem(client.get("/api/v1/features/sso"), 404)
+    _problem(client.get(f"/api/v1/features/{first['id']}"), 404)
+    assert client.delete(f"/api/v1/features/{first['id']}").status_code == 204
+    _problem(client.delete("/api/v1/features/sso"), 404)
+
+    second = client.post("/api/v1/features", json={"key": "sso", "name": "SSO v2"})
+    assert second.status_code == 201
+    listed = client.get("/api/v1/features?includeArchived=true").json()
+    assert [(f["name"], f.get("archivedAt")) for f in listed] == [
+        ("SSO", "2024-01-15T14:00:00Z"),
+        ("SSO v2", None),
+    ]
+
+
+def test_list_shapes_filters_and_order(
+    client: TestClient, context: ServiceContext, clock: SettableClock
+) -> None:
+    add_meter(context, "tokens")
+    add_meter(context, "calls", aggregation="COUNT")
+    created = [
+        ("b_feature", "Alpha", "tokens"),
+        ("c_feature", "Bravo", "calls"),
+        ("a_feature", "C", None),
+    ]
+    for minute, (key, name, meter) in enumerate(created):
+        clock.set(clock().replace(minute=minute))
+        body: dict[str, Any] = {"key": key, "name": name}
+        if meter:
+            body["meterSlug"] = meter
+        assert client.post("/api/v1/features", json=body).status_code == 201
+
+    def keys(query: str = "") -> list[str]:
+        return [f["key"] for f in client.get(f"/api/v1/features?{query}").json()]
+
+    assert keys() == ["a_feature", "b_feature", "c_feature"]
+    assert keys("limit=1&offset=1") == ["b_feature"]
+    assert keys("orderBy=name&order=DESC") == ["a_feature", "c_feature", "b_feature"]
+    assert keys("meterSlug=tokens&meterSlug=calls") == ["b_feature", "c_feature"]
+    assert keys("orderBy=createdAt") == ["b_feature", "c_feature", "a_feature"]
+
+    page = client.get("/api/v1/features?pageSize=2&page=2").json()
+    assert (page["page"], page["pageSize"], page["totalCount"]) == (2, 2, 3)
+    assert [f["key"] for f in page["items"]] == ["c_feature"]
+    assert client.get("/api/v1/features?page=1").json()["pageSize"] == 100
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("page=0", "page"),
+        ("pageSize=0", "pageSize"),
+        ("limit=1001", "limit"),
+        ("offset=-1", "offset"),
+        ("orderBy=meterSlug", "orderBy"),
+    ],
+)
+def test_bad_list_parameters_are_400(client: TestClient, query: str, field: str) -> None:
+    assert _fields(_problem(client.get(f"/api/v1/features?{query}"), 400)) == [field]
