@@ -12,6 +12,7 @@ from dataclasses import replace
 from allotment.domain.features import (
     Feature,
     FeatureFilter,
+    MeterFacts,
     NewFeature,
     validate_meter_fits,
     validate_new_feature,
@@ -29,10 +30,15 @@ def create_feature(context: ServiceContext, new: NewFeature) -> Feature:
     at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         if new.meter_slug is not None:
-            meter = uow.features.live_meter(new.meter_slug)
+            meter = uow.meters.get_live_by_slug(new.meter_slug)
             if meter is None:
                 raise NotFound(f"meter not found: {new.meter_slug}", field="meterSlug")
-            validate_meter_fits(new, meter)
+            facts = MeterFacts(
+                slug=meter.slug,
+                aggregation=meter.aggregation.value,
+                group_by_keys=frozenset(meter.group_by),
+            )
+            validate_meter_fits(new, facts)
         feature = Feature(
             id=new_id(),
             key=new.key,

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from allotment.domain.features import Feature, FeatureFilter, FeatureOrderBy, MeterFacts
+from allotment.domain.features import Feature, FeatureFilter, FeatureOrderBy
 from allotment.domain.group_by_filters import StringFilter, parse_string_filter
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.storage.repositories.base import Repository
-from allotment.storage.tables import features, meters
+from allotment.storage.tables import features
 
 
 def _filters_from_document(document: Mapping[str, Any] | None) -> dict[str, StringFilter]:
@@ -140,21 +140,3 @@ class FeatureRepository(Repository):
         )
         items = [_to_feature(row) for row in self.connection.execute(query)]
         return ListResult(items=items, total_count=total)
-
-    def live_meter(self, slug: str) -> MeterFacts | None:
-        """The live meter with this slug, as much of it as a feature needs.
-
-        Read from the meters table directly so features do not wait on the meters repository.
-        """
-        row = self.connection.execute(
-            select(meters.c.slug, meters.c.aggregation, meters.c.group_by).where(
-                meters.c.slug == slug, meters.c.deleted_at.is_(None)
-            )
-        ).first()
-        if row is None:
-            return None
-        return MeterFacts(
-            slug=row.slug,
-            aggregation=row.aggregation,
-            group_by_keys=frozenset(row.group_by or {}),
-        )
