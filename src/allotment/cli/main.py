@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli import keys
+from allotment.cli import features, keys
 from allotment.cli.state import STATE
 from allotment.settings import Settings
 
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys.app, name="keys")
+app.add_typer(features.app, name="features")
 
 
 @app.callback()
