@@ -1,7 +1,473 @@
-"""Routes for entitlements."""
+"""Routes for entitlements: v1 subject-keyed and v2 customer-keyed, over one implementation.
+
+Also the v1 customer check-access routes (`/api/v1/customers/{c}/access` and
+`/api/v1/customers/{c}/entitlements/{featureKey}/value`): they answer from the same values.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from allotment.api.deps import Context
+from allotment.api.schemas.common import Page, UtcDateTime
+from allotment.api.schemas.entitlements import (
+    CustomerAccessOut,
+    EntitlementCreate,
+    EntitlementCreateV2,
+    EntitlementV1,
+    EntitlementV2,
+    EntitlementValueOut,
+    EntitlementValueV2Out,
+    ResetBody,
+    WindowedBalanceHistoryOut,
+    entitlement_v1,
+    entitlement_v2,
+)
+from allotment.api.schemas.list_params import (
+    Limit,
+    Offset,
+    PageNumber,
+    PageSize,
+    legacy_shape,
+    v2_shape,
+)
+from allotment.domain.entitlements import EntitlementFilter, EntitlementOrderBy, EntitlementType
+from allotment.domain.history import WindowSize
+from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortOrder, Window
+from allotment.services import (
+    entitlement_history,
+    entitlement_resets,
+    entitlement_values,
+    entitlements,
+)
+from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
 
 router = APIRouter(tags=["entitlements"])
+
+SubjectIdOrKey = Annotated[str, Path(alias="subjectIdOrKey", description="A subject id or key")]
+CustomerIdOrKey = Annotated[
+    str, Path(alias="customerIdOrKey", description="A customer id, or else its key")
+]
+EntitlementId = Annotated[
+    str,
+    Path(alias="entitlementId", description="An entitlement id (a feature key works as well)"),
+]
+EntitlementIdOrFeatureKey = Annotated[
+    str,
+    Path(
+        alias="entitlementIdOrFeatureKey",
+        description="An entitlement id, or the key of the feature it is for",
+    ),
+]
+FeatureKey = Annotated[str, Path(alias="featureKey")]
+Time = Annotated[
+    UtcDateTime | None,
+    Query(description="The instant to evaluate at (default now); RFC 3339 with an offset"),
+]
+IncludeDeleted = Annotated[bool, Query(alias="includeDeleted")]
+Order = Annotated[SortOrder, Query()]
+OrderBy = Annotated[EntitlementOrderBy, Query(alias="orderBy")]
+Features = Annotated[list[str], Query(alias="feature", description="Feature ids or keys")]
+Types = Annotated[list[EntitlementType], Query(alias="entitlementType")]
+ExcludeInactive = Annotated[
+    bool, Query(alias="excludeInactive", description="Leave out entitlements not active now")
+]
+HistoryWindowSize = Annotated[WindowSize, Query(alias="windowSize")]
+HistoryFrom = Annotated[
+    UtcDateTime | None, Query(alias="from", description="Default: the last reset")
+]
+HistoryTo = Annotated[UtcDateTime | None, Query(alias="to", description="Default: now")]
+HistoryTimeZone = Annotated[str, Query(alias="windowTimeZone", min_length=1, max_length=64)]
+ResetInput = Annotated[ResetBody | None, Body()]
+
+
+# -- v1: subject-keyed ------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def create_subject_entitlement(
+    context: Context, subject: SubjectIdOrKey, body: EntitlementCreate
+) -> EntitlementV1:
+    """A subject with no customer yet gets one (key = the subject key). 409 when the subject's
+    customer already has an active entitlement for the feature."""
+    view = entitlements.create_entitlement(context, SubjectOwner(subject), body.to_request())
+    return entitlement_v1(view)
+
+
+@router.get("/api/v1/subjects/{subjectIdOrKey}/entitlements", response_model_exclude_none=True)
+def list_subject_entitlements(
+    context: Context, subject: SubjectIdOrKey, include_deleted: IncludeDeleted = False
+) -> list[EntitlementV1]:
+    result = entitlements.list_owner_entitlements(
+        context, SubjectOwner(subject), include_deleted=include_deleted
+    )
+    return [entitlement_v1(view) for view in result.items]
+
+
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}",
+    response_model_exclude_none=True,
+)
+def get_subject_entitlement(
+    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId
+) -> EntitlementV1:
+    return entitlement_v1(entitlements.get_entitlement(context, SubjectOwner(subject), entitlement))
+
+
+@router.delete("/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}", status_code=204)
+def delete_subject_entitlement(
+    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId
+) -> Response:
+    """Ends it now; reads of earlier times still see it. Its grants end with it."""
+    entitlements.delete_entitlement(context, SubjectOwner(subject), entitlement)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def override_subject_entitlement(
+    context: Context,
+    subject: SubjectIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: EntitlementCreate,
+) -> EntitlementV1:
+    """Ends the live entitlement and starts this one for the same feature, atomically."""
+    view = entitlements.override_entitlement(
+        context, SubjectOwner(subject), entitlement, body.to_request()
+    )
+    return entitlement_v1(view)
+
+
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
+    response_model_exclude_none=True,
+)
+def subject_entitlement_value(
+    context: Context,
+    subject: SubjectIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    time: Time = None,
+) -> EntitlementValueOut:
+    """`hasAccess: false` for a feature the subject has no entitlement for."""
+    value = entitlement_values.entitlement_value(context, SubjectOwner(subject), entitlement, time)
+    return EntitlementValueOut.of(value)
+
+
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/history",
+    response_model_exclude_none=True,
+)
+def subject_entitlement_history(
+    context: Context,
+    subject: SubjectIdOrKey,
+    entitlement: EntitlementId,
+    window_size: HistoryWindowSize,
+    start: HistoryFrom = None,
+    end: HistoryTo = None,
+    time_zone: HistoryTimeZone = "UTC",
+) -> WindowedBalanceHistoryOut:
+    return _history(context, SubjectOwner(subject), entitlement, window_size, start, end, time_zone)
+
+
+@router.post(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset", status_code=204
+)
+def reset_subject_entitlement(
+    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId, body: ResetInput = None
+) -> Response:
+    return _reset(context, SubjectOwner(subject), entitlement, body)
+
+
+# -- v2: customer-keyed -----------------------------------------------------------------------
+
+
+@router.post(
+    "/api/v2/customers/{customerIdOrKey}/entitlements",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def create_customer_entitlement(
+    context: Context, customer: CustomerIdOrKey, body: EntitlementCreateV2
+) -> EntitlementV2:
+    """409 when the customer already has an active entitlement for the feature."""
+    view = entitlements.create_entitlement(context, CustomerOwner(customer), body.to_request())
+    return entitlement_v2(view)
+
+
+@router.get("/api/v2/customers/{customerIdOrKey}/entitlements", response_model_exclude_none=True)
+def list_customer_entitlements(
+    context: Context,
+    customer: CustomerIdOrKey,
+    include_deleted: IncludeDeleted = False,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = (
+        DEFAULT_PAGE_SIZE
+    ),
+    order: Order = SortOrder.ASC,
+    order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
+) -> Page[EntitlementV2]:
+    result = entitlements.list_owner_entitlements(
+        context,
+        CustomerOwner(customer),
+        include_deleted=include_deleted,
+        window=Window.of_page(page, page_size),
+        order=order,
+        order_by=order_by,
+    )
+    return Page[EntitlementV2](
+        items=[entitlement_v2(view) for view in result.items],
+        page=page,
+        page_size=page_size,
+        total_count=result.total_count,
+    )
+
+
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    response_model_exclude_none=True,
+)
+def get_customer_entitlement(
+    context: Context, customer: CustomerIdOrKey, entitlement: EntitlementIdOrFeatureKey
+) -> EntitlementV2:
+    view = entitlements.get_entitlement(context, CustomerOwner(customer), entitlement)
+    return entitlement_v2(view)
+
+
+@router.delete(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    status_code=204,
+)
+def delete_customer_entitlement(
+    context: Context, customer: CustomerIdOrKey, entitlement: EntitlementIdOrFeatureKey
+) -> Response:
+    """Ends it now; reads of earlier times still see it. Its grants end with it."""
+    entitlements.delete_entitlement(context, CustomerOwner(customer), entitlement)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def override_customer_entitlement(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: EntitlementCreateV2,
+) -> EntitlementV2:
+    """Ends the live entitlement and starts this one for the same feature, atomically."""
+    view = entitlements.override_entitlement(
+        context, CustomerOwner(customer), entitlement, body.to_request()
+    )
+    return entitlement_v2(view)
+
+
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
+    response_model_exclude_none=True,
+)
+def customer_entitlement_value(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    time: Time = None,
+) -> EntitlementValueV2Out:
+    """`hasAccess: false` for a feature the customer has no entitlement for."""
+    value = entitlement_values.entitlement_value(
+        context, CustomerOwner(customer), entitlement, time
+    )
+    return EntitlementValueV2Out.of(value)
+
+
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/history",
+    response_model_exclude_none=True,
+)
+def customer_entitlement_history(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    window_size: HistoryWindowSize,
+    start: HistoryFrom = None,
+    end: HistoryTo = None,
+    time_zone: HistoryTimeZone = "UTC",
+) -> WindowedBalanceHistoryOut:
+    return _history(
+        context, CustomerOwner(customer), entitlement, window_size, start, end, time_zone
+    )
+
+
+@router.post(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/reset",
+    status_code=204,
+)
+def reset_customer_entitlement(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: ResetInput = None,
+) -> Response:
+    return _reset(context, CustomerOwner(customer), entitlement, body)
+
+
+# -- every customer ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/api/v1/entitlements",
+    response_model=list[EntitlementV1] | Page[EntitlementV1],
+    response_model_exclude_none=True,
+)
+def list_all_entitlements_v1(
+    context: Context,
+    feature: Features = [],  # noqa: B006 - FastAPI copies query defaults
+    subject: Annotated[list[str], Query(description="Subject keys")] = [],  # noqa: B006
+    entitlement_type: Types = [],  # noqa: B006
+    exclude_inactive: ExcludeInactive = False,
+    page: PageNumber = None,
+    page_size: PageSize = None,
+    offset: Offset = None,
+    limit: Limit = None,
+    order: Order = SortOrder.ASC,
+    order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
+) -> list[EntitlementV1] | Page[EntitlementV1]:
+    """A bare array unless `page` or `pageSize` is sent (then the paginated object)."""
+    shape = legacy_shape(page, page_size, offset, limit)
+    result = entitlements.list_entitlements(
+        context,
+        EntitlementFilter(subject_keys=subject, features=feature, types=entitlement_type),
+        exclude_inactive=exclude_inactive,
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    return shape.wrap([entitlement_v1(view) for view in result.items], result.total_count)
+
+
+@router.get("/api/v1/entitlements/{entitlementId}", response_model_exclude_none=True)
+def get_any_entitlement_v1(context: Context, entitlement: EntitlementId) -> EntitlementV1:
+    return entitlement_v1(entitlements.get_entitlement_by_id(context, entitlement))
+
+
+@router.get("/api/v2/entitlements", response_model_exclude_none=True)
+def list_all_entitlements_v2(
+    context: Context,
+    feature: Features = [],  # noqa: B006
+    customer_keys: Annotated[list[str], Query(alias="customerKeys")] = [],  # noqa: B006
+    customer_ids: Annotated[list[str], Query(alias="customerIds")] = [],  # noqa: B006
+    entitlement_type: Types = [],  # noqa: B006
+    exclude_inactive: ExcludeInactive = False,
+    page: PageNumber = None,
+    page_size: PageSize = None,
+    offset: Offset = None,
+    limit: Limit = None,
+    order: Order = SortOrder.ASC,
+    order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
+) -> Page[EntitlementV2]:
+    """Page mode, or limit/offset mode (then `page` and `pageSize` read 0)."""
+    shape = v2_shape(page, page_size, offset, limit)
+    result = entitlements.list_entitlements(
+        context,
+        EntitlementFilter(
+            customer_ids=customer_ids,
+            customer_keys=customer_keys,
+            features=feature,
+            types=entitlement_type,
+        ),
+        exclude_inactive=exclude_inactive,
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    return shape.paginated([entitlement_v2(view) for view in result.items], result.total_count)
+
+
+@router.get("/api/v2/entitlements/{entitlementId}", response_model_exclude_none=True)
+def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> EntitlementV2:
+    return entitlement_v2(entitlements.get_entitlement_by_id(context, entitlement))
+
+
+# -- v1 customer check-access -----------------------------------------------------------------
+
+
+@router.get(
+    "/api/v1/customers/{customerIdOrKey}/access",
+    tags=["customers"],
+    response_model_exclude_none=True,
+)
+def customer_access(
+    context: Context, customer: CustomerIdOrKey, time: Time = None
+) -> CustomerAccessOut:
+    """The value of every entitlement the customer holds now (or at `time`), by feature key."""
+    values = entitlement_values.customer_access(context, customer, time)
+    return CustomerAccessOut(
+        entitlements={key: EntitlementValueOut.of(value) for key, value in values.items()}
+    )
+
+
+@router.get(
+    "/api/v1/customers/{customerIdOrKey}/entitlements/{featureKey}/value",
+    tags=["customers"],
+    response_model_exclude_none=True,
+)
+def customer_feature_value(
+    context: Context, customer: CustomerIdOrKey, feature_key: FeatureKey, time: Time = None
+) -> EntitlementValueOut:
+    """`{"hasAccess": false}` when the customer has no entitlement for the feature."""
+    value = entitlement_values.entitlement_value(
+        context, CustomerOwner(customer), feature_key, time
+    )
+    return EntitlementValueOut.of(value)
+
+
+# -- shared -----------------------------------------------------------------------------------
+
+
+def _history(
+    context: Context,
+    owner: CustomerOwner | SubjectOwner,
+    entitlement: str,
+    window_size: WindowSize,
+    start: datetime | None,
+    end: datetime | None,
+    time_zone: str,
+) -> WindowedBalanceHistoryOut:
+    history = entitlement_history.entitlement_history(
+        context,
+        owner,
+        entitlement,
+        window_size=window_size.value,
+        start=start,
+        end=end,
+        time_zone=time_zone,
+    )
+    return WindowedBalanceHistoryOut.of(history)
+
+
+def _reset(
+    context: Context,
+    owner: CustomerOwner | SubjectOwner,
+    entitlement: str,
+    body: ResetBody | None,
+) -> Response:
+    body = body or ResetBody()
+    entitlement_resets.reset_entitlement(
+        context,
+        owner,
+        entitlement,
+        effective_at=body.effective_at,
+        retain_anchor=bool(body.retain_anchor),
+        preserve_overage=body.preserve_overage,
+    )
+    return Response(status_code=204)

@@ -1,7 +1,193 @@
-"""Routes for grants."""
+"""Routes for grants: per entitlement (v1 subject-keyed, v2 customer-keyed), every customer's,
+and voiding.
+
+v1 and v2 run the same service; they differ in defaults (v1 requires an expiration and rolls
+nothing over unless told; v2 may never expire and rolls over up to the amount) and list shapes.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from allotment.api.deps import Context
+from allotment.api.routes.entitlements import (
+    CustomerIdOrKey,
+    EntitlementIdOrFeatureKey,
+    Features,
+    IncludeDeleted,
+    Order,
+    SubjectIdOrKey,
+)
+from allotment.api.schemas.common import Page, UtcDateTime
+from allotment.api.schemas.grants import GrantCreateV1, GrantCreateV2, GrantV1, GrantV2
+from allotment.api.schemas.list_params import (
+    Limit,
+    Offset,
+    PageNumber,
+    PageSize,
+    legacy_shape,
+    v2_shape,
+)
+from allotment.domain.entitlements import GrantFilter, GrantOrderBy
+from allotment.domain.grant_requests import GrantDefaults
+from allotment.domain.listing import SortOrder
+from allotment.services import grants
+from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
 
 router = APIRouter(tags=["grants"])
+
+GrantOrder = Annotated[GrantOrderBy, Query(alias="orderBy")]
+
+
+@router.post(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def create_subject_grant(
+    context: Context,
+    subject: SubjectIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: GrantCreateV1,
+) -> GrantV1:
+    """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
+    view = grants.create_grant(
+        context, SubjectOwner(subject), entitlement, body.to_request(), GrantDefaults.V1
+    )
+    return GrantV1.of(view)
+
+
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    response_model_exclude_none=True,
+)
+def list_subject_grants(
+    context: Context,
+    subject: SubjectIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    include_deleted: IncludeDeleted = False,
+    order_by: GrantOrder = GrantOrderBy.UPDATED_AT,
+) -> list[GrantV1]:
+    result = grants.list_entitlement_grants(
+        context,
+        SubjectOwner(subject),
+        entitlement,
+        include_deleted=include_deleted,
+        order_by=order_by,
+    )
+    return [GrantV1.of(view) for view in result.items]
+
+
+@router.post(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def create_customer_grant(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: GrantCreateV2,
+) -> GrantV2:
+    """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
+    view = grants.create_grant(
+        context, CustomerOwner(customer), entitlement, body.to_request(), GrantDefaults.V2
+    )
+    return GrantV2.of(view)
+
+
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    response_model_exclude_none=True,
+)
+def list_customer_grants(
+    context: Context,
+    customer: CustomerIdOrKey,
+    entitlement: EntitlementIdOrFeatureKey,
+    include_deleted: IncludeDeleted = False,
+    page: PageNumber = None,
+    page_size: PageSize = None,
+    offset: Offset = None,
+    limit: Limit = None,
+    order: Order = SortOrder.ASC,
+    order_by: GrantOrder = GrantOrderBy.CREATED_AT,
+) -> Page[GrantV2]:
+    shape = v2_shape(page, page_size, offset, limit)
+    result = grants.list_entitlement_grants(
+        context,
+        CustomerOwner(customer),
+        entitlement,
+        include_deleted=include_deleted,
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    return shape.paginated([GrantV2.of(view) for view in result.items], result.total_count)
+
+
+@router.get(
+    "/api/v1/grants", response_model=list[GrantV1] | Page[GrantV1], response_model_exclude_none=True
+)
+def list_all_grants_v1(
+    context: Context,
+    feature: Features = [],  # noqa: B006 - FastAPI copies query defaults
+    subject: Annotated[list[str], Query(description="Subject keys")] = [],  # noqa: B006
+    include_deleted: IncludeDeleted = False,
+    page: PageNumber = None,
+    page_size: PageSize = None,
+    offset: Offset = None,
+    limit: Limit = None,
+    order: Order = SortOrder.ASC,
+    order_by: GrantOrder = GrantOrderBy.EFFECTIVE_AT,
+) -> list[GrantV1] | Page[GrantV1]:
+    """A bare array unless `page` or `pageSize` is sent (then the paginated object)."""
+    shape = legacy_shape(page, page_size, offset, limit)
+    result = grants.list_grants(
+        context,
+        GrantFilter(features=feature, subject_keys=subject, include_deleted=include_deleted),
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    return shape.wrap([GrantV1.of(view) for view in result.items], result.total_count)
+
+
+@router.get("/api/v2/grants", response_model_exclude_none=True)
+def list_all_grants_v2(
+    context: Context,
+    feature: Features = [],  # noqa: B006
+    customer: Annotated[list[str], Query(description="Customer ids or keys")] = [],  # noqa: B006
+    include_deleted: IncludeDeleted = False,
+    page: PageNumber = None,
+    page_size: PageSize = None,
+    offset: Offset = None,
+    limit: Limit = None,
+    order: Order = SortOrder.ASC,
+    order_by: GrantOrder = GrantOrderBy.CREATED_AT,
+) -> Page[GrantV2]:
+    """Page mode, or limit/offset mode (then `page` and `pageSize` read 0)."""
+    shape = v2_shape(page, page_size, offset, limit)
+    result = grants.list_grants(
+        context,
+        GrantFilter(features=feature, customers=customer, include_deleted=include_deleted),
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    return shape.paginated([GrantV2.of(view) for view in result.items], result.total_count)
+
+
+@router.delete("/api/v1/grants/{grantId}", status_code=204)
+def void_grant(
+    context: Context,
+    grant_id: Annotated[str, Path(alias="grantId")],
+    at: Annotated[
+        UtcDateTime | None,
+        Query(description="When the grant stops counting (default now, floored to the minute)"),
+    ] = None,
+) -> Response:
+    """400 when already voided, in the future, or before the current usage period starts."""
+    grants.void_grant(context, grant_id, at)
+    return Response(status_code=204)

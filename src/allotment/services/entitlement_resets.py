@@ -1,0 +1,65 @@
+"""Manual resets: close the current usage period of a metered entitlement and open the next.
+
+The reset is validated against the state read under the entitlement's write lock (the last
+reset, the period current now), so two resets, or a reset and a grant, arriving together are
+applied one after the other, never both against the same stale state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from allotment.errors import InvalidInput
+from allotment.ids import new_id
+from allotment.services.context import ServiceContext
+from allotment.services.entitlement_owners import (
+    ENTITLEMENT_FIELD,
+    Owner,
+    lock_entitlement,
+    require_owner,
+    resolve_entitlement,
+)
+
+
+def reset_entitlement(
+    context: ServiceContext,
+    owner: Owner,
+    id_or_feature_key: str,
+    *,
+    effective_at: datetime | None = None,
+    retain_anchor: bool = False,
+    preserve_overage: bool | None = None,
+) -> None:
+    """Resets usage at `effective_at` (default now, floored to the minute).
+
+    Without `retain_anchor` the reset instant becomes the usage period's anchor.
+    `preserve_overage` defaults to the entitlement's `preserveOverageAtReset`. Raises
+    InvalidInput for a non-metered or deleted entitlement, a reset in the future, before the
+    current period start, in the minute of the last reset, or before a later reset.
+    """
+    now = context.clock()
+    requested = effective_at or now
+    with context.database.unit_of_work(write=True) as uow:
+        customer = require_owner(uow, owner)
+        entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
+        if not entitlement.is_metered:
+            raise InvalidInput(
+                f"entitlement {entitlement.id} is {entitlement.type.value}; only metered "
+                "entitlements have usage to reset",
+                field=ENTITLEMENT_FIELD,
+            )
+        if entitlement.deleted_at is not None:
+            raise InvalidInput(f"entitlement {entitlement.id} is deleted", field=ENTITLEMENT_FIELD)
+        timeline = entitlement.timeline(uow.entitlements.resets(entitlement.id))
+        reset_at = timeline.validate_manual_reset(requested, now)
+        _timeline, reset = timeline.with_manual_reset(
+            reset_at,
+            retain_anchor=retain_anchor,
+            preserve_overage=(
+                entitlement.preserve_overage_at_reset
+                if preserve_overage is None
+                else preserve_overage
+            ),
+        )
+        uow.entitlements.add_reset(new_id(), entitlement.id, reset, now)
+        uow.commit()
