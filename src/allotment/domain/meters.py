@@ -564,6 +564,7 @@ class MeterQueryRow:
 
 @dataclass(frozen=True)
 class MeterQueryResult:
+    meter: Meter
     query: MeterQuery
     grouping: Grouping
     rows: Sequence[MeterQueryRow]

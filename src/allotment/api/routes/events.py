@@ -1,7 +1,87 @@
-"""Routes for events."""
+"""Routes for events: ingest (one CloudEvent or a batch) and the recent-events listing."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from allotment.api.deps import Context
+from allotment.api.schemas.common import UtcDateTime
+from allotment.api.schemas.events import (
+    IngestedEvent,
+    ingest_request_body_openapi,
+    listed_event_to_wire,
+    parse_events,
+)
+from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
+from allotment.services import events as events_service
+from allotment.services.context import ServiceContext
 
 router = APIRouter(tags=["events"])
+
+
+def _ingest(context: ServiceContext, body: bytes, content_type: str | None) -> None:
+    events_service.ingest(context, parse_events(body, content_type))
+
+
+@router.post(
+    "/api/v1/events",
+    status_code=204,
+    response_class=Response,
+    summary="Ingest events",
+    description=(
+        "One CloudEvent (`application/cloudevents+json`), a batch "
+        "(`application/cloudevents-batch+json`), or either as `application/json`. "
+        "The whole batch is stored in one transaction, or nothing is and a 400 names every bad "
+        "event. Events are deduplicated by `(source, id)`: a retried batch counts once."
+    ),
+    openapi_extra=ingest_request_body_openapi(),
+)
+async def ingest_events(request: Request, context: Context) -> Response:
+    body = await request.body()
+    # Parsing and the write are blocking work; keep them off the event loop.
+    await run_in_threadpool(_ingest, context, body, request.headers.get("content-type"))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/api/v1/events",
+    response_model=list[IngestedEvent],
+    response_model_exclude_none=True,
+    summary="List ingested events",
+    description=(
+        "Newest event time first. `validationError` says why the meters of an event's type "
+        "cannot count it (missing or non-numeric value property, ...)."
+    ),
+)
+def list_events(
+    context: Context,
+    client_id: Annotated[str | None, Query(alias="clientId", min_length=1, max_length=36)] = None,
+    ingested_at_from: Annotated[UtcDateTime | None, Query(alias="ingestedAtFrom")] = None,
+    ingested_at_to: Annotated[UtcDateTime | None, Query(alias="ingestedAtTo")] = None,
+    id: Annotated[str | None, Query(description="Matches ids containing this text.")] = None,
+    subject: Annotated[
+        str | None, Query(description="Matches subjects containing this text.")
+    ] = None,
+    customer_id: Annotated[list[str] | None, Query(alias="customerId")] = None,
+    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
+    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_MAX,
+) -> Response:
+    event_filter = EventFilter(
+        limit=limit,
+        ingested_from=ingested_at_from,
+        ingested_to=ingested_at_to,
+        time_from=from_time,
+        time_to=to_time,
+        id_contains=id or None,
+        subject_contains=subject or None,
+    )
+    listed = events_service.list_events(context, event_filter, customer_id or ())
+    return Response(
+        content=orjson.dumps([listed_event_to_wire(item) for item in listed]),
+        media_type="application/json",
+    )

@@ -1,7 +1,306 @@
-"""Routes for meters."""
+"""Routes for meters: CRUD, usage queries (JSON or CSV), subjects and group-by values."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import ast
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+
+from allotment.api.deps import Context
+from allotment.api.schemas.common import UtcDateTime
+from allotment.api.schemas.meters import (
+    MeterCreate,
+    MeterQueryRequest,
+    MeterQueryResultResource,
+    MeterResource,
+    MeterUpdate,
+    query_result_to_csv,
+    query_result_to_wire,
+)
+from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
+from allotment.errors import InvalidInput
+from allotment.services import meters as meters_service
+from allotment.services.context import ServiceContext
 
 router = APIRouter(tags=["meters"])
+
+MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
+
+_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The usage, as JSON, or as CSV when the request accepts text/csv.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/api/v1/meters", response_model=list[MeterResource], response_model_exclude_none=True)
+def list_meters(
+    context: Context,
+    page: Annotated[int | None, Query(ge=1)] = None,
+    page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=1000)] = None,
+    order: Literal["ASC", "DESC"] = "ASC",
+    order_by: Annotated[
+        Literal["key", "name", "aggregation", "createdAt", "updatedAt"], Query(alias="orderBy")
+    ] = "key",
+    include_deleted: Annotated[bool, Query(alias="includeDeleted")] = False,
+) -> list[MeterResource]:
+    meters = meters_service.list_meters(
+        context,
+        order_by=order_by,
+        descending=order == "DESC",
+        include_deleted=include_deleted,
+        page=page,
+        page_size=page_size,
+    )
+    return [MeterResource.from_meter(meter) for meter in meters]
+
+
+@router.post(
+    "/api/v1/meters",
+    status_code=201,
+    response_model=MeterResource,
+    response_model_exclude_none=True,
+)
+def create_meter(context: Context, body: MeterCreate) -> MeterResource:
+    return MeterResource.from_meter(meters_service.create_meter(context, body.to_definition()))
+
+
+@router.get(
+    "/api/v1/meters/{meterIdOrSlug}",
+    response_model=MeterResource,
+    response_model_exclude_none=True,
+)
+def get_meter(context: Context, meter_id_or_slug: MeterIdOrSlug) -> MeterResource:
+    return MeterResource.from_meter(meters_service.get_meter(context, meter_id_or_slug))
+
+
+@router.put(
+    "/api/v1/meters/{meterIdOrSlug}",
+    response_model=MeterResource,
+    response_model_exclude_none=True,
+)
+def update_meter(
+    context: Context, meter_id_or_slug: MeterIdOrSlug, body: MeterUpdate
+) -> MeterResource:
+    meter = meters_service.update_meter(
+        context,
+        meter_id_or_slug,
+        name=body.name,
+        description=body.description,
+        metadata=body.metadata,
+        group_by=body.group_by or {},
+    )
+    return MeterResource.from_meter(meter)
+
+
+@router.delete("/api/v1/meters/{meterIdOrSlug}", status_code=204, response_class=Response)
+def delete_meter(context: Context, meter_id_or_slug: MeterIdOrSlug) -> Response:
+    meters_service.delete_meter(context, meter_id_or_slug)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+_DEEP_OBJECT = re.compile(r"^filterGroupBy\[(.+)\]$")
+_FILTER_TEXT_LENGTH_MAX = 8192
+
+
+def _filter_values(key: str, value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) for v in values):
+        raise InvalidInput(
+            "filterGroupBy values must be strings or lists of strings",
+            field=f"filterGroupBy.{key}",
+        )
+    return values
+
+
+def _filter_group_by_parameters(request: Request) -> dict[str, list[str]]:
+    """`filterGroupBy[model]=gpt-4` (deepObject, repeatable), or one `filterGroupBy` holding an
+    object: JSON, or the Python-literal form the official Python SDK sends."""
+    filters: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        match = _DEEP_OBJECT.match(name)
+        if match is not None:
+            filters.setdefault(match.group(1), []).append(value)
+        elif name == "filterGroupBy":
+            for key, values in _parse_filter_object(value).items():
+                filters.setdefault(key, []).extend(_filter_values(key, values))
+    return filters
+
+
+def _parse_filter_object(text: str) -> dict[str, Any]:
+    parsed: Any = None
+    if len(text) <= _FILTER_TEXT_LENGTH_MAX:
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:
+                # Literals only (strings, lists, dicts): never evaluates code.
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(key, str) for key in parsed):
+        raise InvalidInput(
+            'filterGroupBy must be an object such as {"model": ["gpt-4"]}, or use '
+            "filterGroupBy[model]=gpt-4",
+            field="filterGroupBy",
+        )
+    return parsed
+
+
+def _reject_advanced_filters(filters: object) -> None:
+    if filters:
+        raise InvalidInput(
+            "advancedMeterGroupByFilters is not supported yet; use filterGroupBy (exact match)",
+            field="advancedMeterGroupByFilters",
+        )
+
+
+def _wants_csv(request: Request) -> bool:
+    accepted = [
+        part.split(";", 1)[0].strip().lower()
+        for part in request.headers.get("accept", "").split(",")
+    ]
+    if "text/csv" not in accepted:
+        return False
+    return "application/json" not in accepted or accepted.index("text/csv") < accepted.index(
+        "application/json"
+    )
+
+
+def _query_response(
+    request: Request, context: ServiceContext, meter_id_or_slug: str, query: MeterQuery
+) -> Response:
+    result: MeterQueryResult = meters_service.query_meter(context, meter_id_or_slug, query)
+    if _wants_csv(request):
+        return Response(
+            content=query_result_to_csv(result),
+            media_type="text/csv",
+            headers={"Content-Disposition": f"attachment; filename={result.meter.slug}.csv"},
+        )
+    return Response(
+        content=orjson.dumps(query_result_to_wire(result)), media_type="application/json"
+    )
+
+
+def _meter_query(
+    *,
+    from_time: Any,
+    to_time: Any,
+    window_size: WindowSize | None,
+    window_time_zone: str,
+    subjects: Sequence[str] | None,
+    customer_ids: Sequence[str] | None,
+    group_by: Sequence[str] | None,
+    filter_group_by: Mapping[str, Sequence[str]] | None,
+) -> MeterQuery:
+    return MeterQuery(
+        from_time=from_time,
+        to_time=to_time,
+        window_size=window_size,
+        time_zone=window_time_zone,
+        subjects=tuple(subjects or ()),
+        customer_ids=tuple(customer_ids or ()),
+        group_by=tuple(group_by or ()),
+        filter_group_by={key: tuple(values) for key, values in (filter_group_by or {}).items()},
+    )
+
+
+@router.get(
+    "/api/v1/meters/{meterIdOrSlug}/query",
+    response_model=MeterQueryResultResource,
+    responses=_QUERY_RESPONSES,
+    summary="Query meter",
+    description=(
+        "`from` inclusive, `to` exclusive. `filterGroupBy[key]=value` filters on a group-by "
+        "value (repeat for several). Send `Accept: text/csv` for CSV."
+    ),
+)
+def query_meter(
+    request: Request,
+    context: Context,
+    meter_id_or_slug: MeterIdOrSlug,
+    client_id: Annotated[str | None, Query(alias="clientId", min_length=1, max_length=36)] = None,
+    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
+    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+    window_size: Annotated[WindowSize | None, Query(alias="windowSize")] = None,
+    window_time_zone: Annotated[str, Query(alias="windowTimeZone")] = "UTC",
+    subject: Annotated[list[str] | None, Query()] = None,
+    filter_customer_id: Annotated[list[str] | None, Query(alias="filterCustomerId")] = None,
+    group_by: Annotated[list[str] | None, Query(alias="groupBy")] = None,
+    advanced_meter_group_by_filters: Annotated[
+        str | None, Query(alias="advancedMeterGroupByFilters")
+    ] = None,
+) -> Response:
+    _reject_advanced_filters(advanced_meter_group_by_filters)
+    query = _meter_query(
+        from_time=from_time,
+        to_time=to_time,
+        window_size=window_size,
+        window_time_zone=window_time_zone,
+        subjects=subject,
+        customer_ids=filter_customer_id,
+        group_by=group_by,
+        filter_group_by=_filter_group_by_parameters(request),
+    )
+    return _query_response(request, context, meter_id_or_slug, query)
+
+
+@router.post(
+    "/api/v1/meters/{meterIdOrSlug}/query",
+    response_model=MeterQueryResultResource,
+    responses=_QUERY_RESPONSES,
+    summary="Query meter",
+    description="The body takes the GET parameters' names; an empty body queries all usage.",
+)
+def query_meter_post(
+    request: Request,
+    context: Context,
+    meter_id_or_slug: MeterIdOrSlug,
+    body: Annotated[MeterQueryRequest | None, Body()] = None,
+) -> Response:
+    body = body or MeterQueryRequest()
+    _reject_advanced_filters(body.advanced_meter_group_by_filters)
+    query = _meter_query(
+        from_time=body.from_time,
+        to_time=body.to_time,
+        window_size=body.window_size,
+        window_time_zone=body.window_time_zone,
+        subjects=body.subject,
+        customer_ids=body.filter_customer_id,
+        group_by=body.group_by,
+        filter_group_by=body.filter_group_by,
+    )
+    return _query_response(request, context, meter_id_or_slug, query)
+
+
+@router.get("/api/v1/meters/{meterIdOrSlug}/subjects", response_model=list[str])
+def list_meter_subjects(
+    context: Context,
+    meter_id_or_slug: MeterIdOrSlug,
+    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
+    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+) -> list[str]:
+    return meters_service.list_meter_subjects(context, meter_id_or_slug, from_time, to_time)
+
+
+@router.get("/api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", response_model=list[str])
+def list_meter_group_by_values(
+    context: Context,
+    meter_id_or_slug: MeterIdOrSlug,
+    group_by_key: Annotated[str, Path(alias="groupByKey")],
+    from_time: Annotated[
+        UtcDateTime | None, Query(alias="from", description="Default: 24 hours ago.")
+    ] = None,
+    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+) -> list[str]:
+    return meters_service.list_group_by_values(
+        context, meter_id_or_slug, group_by_key, from_time, to_time
+    )

@@ -1,0 +1,193 @@
+"""Meters on the wire: create/update bodies, the Meter resource, and query results (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import Field
+
+from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.events import json_number, rfc3339
+from allotment.domain.meters import (
+    DESCRIPTION_LENGTH_MAX,
+    EVENT_TYPE_LENGTH_MAX,
+    NAME_LENGTH_MAX,
+    SLUG_LENGTH_MAX,
+    SLUG_PATTERN,
+    Aggregation,
+    Meter,
+    MeterDefinition,
+    MeterQueryResult,
+    WindowSize,
+)
+
+_VALUE_PROPERTY_HELP = (
+    "JSONPath into the event's data ($.tokens, $.usage.input, $['a b'], $.items[0]); "
+    "required by every aggregation but COUNT, which takes none."
+)
+_GROUP_BY_HELP = "Group-by key -> JSONPath of its value in the event's data."
+
+
+class MeterCreate(WireModel):
+    slug: str = Field(min_length=1, max_length=SLUG_LENGTH_MAX, pattern=SLUG_PATTERN)
+    aggregation: Aggregation
+    event_type: str = Field(min_length=1, max_length=EVENT_TYPE_LENGTH_MAX)
+    name: str | None = Field(None, min_length=1, max_length=NAME_LENGTH_MAX)
+    description: str | None = Field(None, max_length=DESCRIPTION_LENGTH_MAX)
+    metadata: dict[str, str] | None = None
+    event_from: UtcDateTime | None = Field(None, description="Events before it never count.")
+    value_property: str | None = Field(None, min_length=1, description=_VALUE_PROPERTY_HELP)
+    group_by: dict[str, str] | None = Field(None, description=_GROUP_BY_HELP)
+
+    def to_definition(self) -> MeterDefinition:
+        return MeterDefinition(
+            slug=self.slug,
+            aggregation=self.aggregation,
+            event_type=self.event_type,
+            name=self.name,
+            description=self.description,
+            metadata=self.metadata,
+            event_from=self.event_from,
+            value_property=self.value_property,
+            group_by=self.group_by or {},
+        )
+
+
+class MeterUpdate(WireModel):
+    """A replace: an omitted name falls back to the slug, an omitted groupBy clears them."""
+
+    name: str | None = Field(None, min_length=1, max_length=NAME_LENGTH_MAX)
+    description: str | None = Field(None, max_length=DESCRIPTION_LENGTH_MAX)
+    metadata: dict[str, str] | None = None
+    group_by: dict[str, str] | None = Field(None, description=_GROUP_BY_HELP)
+
+
+class MeterResource(WireModel):
+    id: str
+    slug: str
+    name: str
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    aggregation: Aggregation
+    event_type: str
+    event_from: UtcDateTime | None = None
+    value_property: str | None = None
+    group_by: dict[str, str] | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    deleted_at: UtcDateTime | None = None
+
+    @classmethod
+    def from_meter(cls, meter: Meter) -> MeterResource:
+        return cls(
+            id=meter.id,
+            slug=meter.slug,
+            name=meter.name,
+            description=meter.description,
+            metadata=dict(meter.metadata) if meter.metadata is not None else None,
+            aggregation=meter.aggregation,
+            event_type=meter.event_type,
+            event_from=meter.event_from,
+            value_property=meter.value_property,
+            group_by=dict(meter.group_by) or None,
+            created_at=meter.created_at,
+            updated_at=meter.updated_at,
+            deleted_at=meter.deleted_at,
+        )
+
+
+class MeterQueryRequest(WireModel):
+    """The POST form of a meter query (the GET form takes the same names as parameters)."""
+
+    client_id: str | None = Field(None, min_length=1, max_length=36)
+    from_time: UtcDateTime | None = Field(None, alias="from", description="Inclusive.")
+    to_time: UtcDateTime | None = Field(None, alias="to", description="Exclusive.")
+    window_size: WindowSize | None = None
+    window_time_zone: str = "UTC"
+    subject: list[str] | None = Field(None, description="Filters by subject and groups by it.")
+    filter_customer_id: list[str] | None = None
+    filter_group_by: dict[str, list[str]] | None = Field(
+        None, description="Group-by key -> accepted values (exact match)."
+    )
+    advanced_meter_group_by_filters: dict[str, Any] | None = Field(
+        None, description="Not supported yet: use filterGroupBy."
+    )
+    group_by: list[str] | None = None
+
+
+class MeterQueryRowResource(WireModel):
+    value: float
+    window_start: UtcDateTime
+    window_end: UtcDateTime
+    subject: str | None
+    customer_id: str | None = None
+    group_by: dict[str, str | None]
+
+
+class MeterQueryResultResource(WireModel):
+    from_time: UtcDateTime | None = Field(None, alias="from")
+    to_time: UtcDateTime | None = Field(None, alias="to")
+    window_size: WindowSize | None = None
+    data: list[MeterQueryRowResource]
+
+
+def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
+    """The JSON body, built directly (a query can return many rows): `from`, `to` and
+    `windowSize` echo the request; `subject` is null unless rows are grouped by subject."""
+    query = result.query
+    body: dict[str, Any] = {}
+    if query.from_time is not None:
+        body["from"] = rfc3339(query.from_time)
+    if query.to_time is not None:
+        body["to"] = rfc3339(query.to_time)
+    if query.window_size is not None:
+        body["windowSize"] = query.window_size.value
+    data = []
+    for row in result.rows:
+        wire: dict[str, Any] = {
+            "value": json_number(row.value),
+            "windowStart": rfc3339(row.window_start),
+            "windowEnd": rfc3339(row.window_end),
+            "subject": row.subject,
+            "groupBy": dict(row.group_by),
+        }
+        if result.grouping.by_customer:
+            wire["customerId"] = row.customer_id
+        data.append(wire)
+    body["data"] = data
+    return body
+
+
+def _csv_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def query_result_to_csv(result: MeterQueryResult) -> str:
+    """`window_start,window_end[,subject][,customer_id][,<group keys>],value`; times in seconds,
+    values with six decimals."""
+    grouping = result.grouping
+    header = ["window_start", "window_end"]
+    if grouping.by_subject:
+        header.append("subject")
+    if grouping.by_customer:
+        header.append("customer_id")
+    header.extend(grouping.keys)
+    header.append("value")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in result.rows:
+        line = [_csv_time(row.window_start), _csv_time(row.window_end)]
+        if grouping.by_subject:
+            line.append(row.subject or "")
+        if grouping.by_customer:
+            line.append(row.customer_id or "")
+        group_values: Mapping[str, str | None] = row.group_by
+        line.extend(group_values.get(key) or "" for key in grouping.keys)
+        line.append(f"{row.value:.6f}")
+        writer.writerow(line)
+    return buffer.getvalue()

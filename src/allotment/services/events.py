@@ -1,0 +1,67 @@
+"""Ingesting usage events and listing recent ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from allotment.domain.events import (
+    LIST_LIMIT_MAX,
+    Event,
+    EventFilter,
+    ListedEvent,
+    validation_error,
+)
+from allotment.errors import ErrorList, InvalidInput
+from allotment.services.context import ServiceContext
+
+
+def ingest(context: ServiceContext, batch: Sequence[Event]) -> int:
+    """Store a batch of already validated events in one transaction; returns how many were new.
+
+    Duplicates (an `(source, id)` already stored, or repeated inside the batch) are skipped by
+    the database's unique key, so a retried batch counts once. Events without a time get the
+    receipt time, read once for the whole batch.
+    """
+    if not batch:
+        raise InvalidInput("no events found: send one event or a non-empty array", field="body")
+    received_at = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        stored = uow.events.add_many(batch, received_at)
+        uow.commit()
+    return stored
+
+
+def list_events(
+    context: ServiceContext,
+    event_filter: EventFilter,
+    customer_ids: Sequence[str] = (),
+) -> list[ListedEvent]:
+    """Recent events, newest event time first, each with its customer (if a customer's key or
+    usage attribution names its subject) and why the meters of its type cannot count it."""
+    errors = ErrorList()
+    if not 1 <= event_filter.limit <= LIST_LIMIT_MAX:
+        errors.add("limit", f"must be between 1 and {LIST_LIMIT_MAX}")
+    for earlier, later, name in (
+        (event_filter.time_from, event_filter.time_to, "to"),
+        (event_filter.ingested_from, event_filter.ingested_to, "ingestedAtTo"),
+    ):
+        if earlier is not None and later is not None and later < earlier:
+            errors.add(name, "must not be before the start of the range")
+    errors.raise_if_any("invalid event query")
+    with context.database.unit_of_work() as uow:
+        if customer_ids:
+            subjects_of = uow.events.subjects_of_customers(customer_ids)
+            subjects = sorted({s for group in subjects_of.values() for s in group})
+            event_filter = replace(event_filter, subjects=subjects)
+        stored = uow.events.recent(event_filter)
+        meters = uow.meters.list_live_for_event_types([s.event.type for s in stored])
+        customers = uow.events.customers_by_subject([s.event.subject for s in stored])
+    return [
+        ListedEvent(
+            stored=item,
+            customer_id=customers.get(item.event.subject),
+            validation_error=validation_error(item.event, meters),
+        )
+        for item in stored
+    ]
