@@ -405,9 +405,13 @@ _HOUR_MICROSECONDS: Final = 3_600_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# Files of a tz database that are not zones of the IANA list: the host's own zone, and rules.
+_NOT_ZONES: Final = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @cache
 def _known_time_zones() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
+    return (frozenset(available_timezones()) - _NOT_ZONES) | {"UTC"}
 
 
 def resolve_time_zone(name: str) -> ZoneInfo:
