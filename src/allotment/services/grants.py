@@ -8,7 +8,7 @@ concurrent reset cannot move the period between the check and the write.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from allotment.domain.entitlements import (
     Entitlement,
@@ -131,14 +131,14 @@ def list_grants(
 
 
 def view_of(grant: GrantRecord, now: datetime) -> GrantView:
-    """The grant with its next refill at or after `now`, while it is still active then."""
+    """The grant with its next refill: the first recurrence after `now` (a refill exactly at
+    `now` has already happened, as a value read at `now` shows) and not before the grant
+    starts, while the grant is still active then."""
     recurrence = grant.recurrence
     if recurrence is None:
         return GrantView(grant, None)
-    start = max(now, grant.effective_at)
-    candidate = recurrence.boundary(recurrence.index_at_or_before(start))
-    if candidate < start:
-        candidate = recurrence.next_boundary_after(start)
+    after = max(now, grant.effective_at - timedelta(microseconds=1))
+    candidate = recurrence.next_boundary_after(after)
     if not grant.to_engine().active_at(candidate):
         return GrantView(grant, None)
     return GrantView(grant, candidate)
