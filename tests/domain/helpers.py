@@ -25,8 +25,10 @@ from allotment.domain.usage_periods import ManualReset, UsagePeriodTimeline
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def at(days: float = 0, hours: float = 0, minutes: float = 0, base: datetime = T0) -> datetime:
-    return base + timedelta(days=days, hours=hours, minutes=minutes)
+def at(
+    days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0, base: datetime = T0
+) -> datetime:
+    return base + timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def D(value: str | int) -> Decimal:
