@@ -653,19 +653,13 @@ def run(
                 engine.open_segment()
             elif c.last:
                 engine.close_segment(c.at)
-                engine.segment_start = c.at
-                engine.segment_grant_usage = {}
             if c.observe:
                 observed[c.at] = engine.state()
-        if not cuts:
-            pass
-        elif cuts[-1].natural:
-            # The segment opened at `until` only holds the carried-overage burn, if any.
+        if not cuts or cuts[-1].natural:
+            # The segment opened at `until` is empty but for a carried-overage burn at that
+            # very instant; report it only if there was one.
             engine.close_segment(until_u, keep_empty=False)
         final = engine.state()
-        if not cuts:
-            engine.close_segment(until_u, keep_empty=False)
-            before_until = final
         return EngineRun(
             start=start,
             state=final,
