@@ -182,6 +182,7 @@ def test_delete_is_refused_while_entitlements_are_active(
     with pytest.raises(Conflict) as raised:
         customers.delete_customer(context, "acme")
     assert "1 active entitlement" in raised.value.message
+    assert raised.value.conflicting_entity_id == "01HZZZZZZZZZZZZZZZZZZZENT1"
 
     clock.advance(timedelta(days=1))  # the entitlement has ended by now
     customers.delete_customer(context, "acme")

@@ -158,8 +158,14 @@ def test_active_entitlements_are_counted_until_they_end(database: Database) -> N
                 )
             )
     with database.unit_of_work() as uow:
-        assert uow.customers.count_active_entitlements(customer.id, T0) == 2
-        assert uow.customers.count_active_entitlements(customer.id, T0 + timedelta(days=2)) == 1
+        assert uow.customers.active_entitlement_ids(customer.id, T0) == [
+            "01HZZZZZZZZZZZZZZZZZZZENT1",
+            "01HZZZZZZZZZZZZZZZZZZZENT2",
+        ]
+        later = T0 + timedelta(days=2)
+        assert uow.customers.active_entitlement_ids(customer.id, later) == [
+            "01HZZZZZZZZZZZZZZZZZZZENT1"
+        ]
 
 
 def test_feature_round_trip_with_advanced_filters(database: Database) -> None:

@@ -95,12 +95,12 @@ def delete_customer(context: ServiceContext, id_or_key: str) -> None:
         customer = resolve_customer(uow, id_or_key, include_deleted=True)
         if customer.is_deleted:
             raise NotFound(f"customer {id_or_key} is already deleted", field="customerIdOrKey")
-        active = uow.customers.count_active_entitlements(customer.id, at)
+        active = uow.customers.active_entitlement_ids(customer.id, at)
         if active:
             raise Conflict(
-                f"customer {id_or_key} has {active} active entitlement(s); "
+                f"customer {id_or_key} has {len(active)} active entitlement(s); "
                 "delete them before deleting the customer",
-                conflicting_entity_id=customer.id,
+                conflicting_entity_id=active[0],
             )
         uow.customers.delete(customer.id, at)
         uow.commit()

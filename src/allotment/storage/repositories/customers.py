@@ -238,18 +238,18 @@ class CustomerRepository(Repository):
         items = [_to_customer(row, keys.get(row.id, ())) for row in rows]
         return ListResult(items=items, total_count=total)
 
-    def count_active_entitlements(self, customer_id: str, at: datetime) -> int:
+    def active_entitlement_ids(self, customer_id: str, at: datetime) -> list[str]:
         """Entitlements not deleted and not ended by `at` (scheduled ones count as active)."""
         query = (
-            select(func.count())
-            .select_from(entitlements)
+            select(entitlements.c.id)
             .where(
                 entitlements.c.customer_id == customer_id,
                 entitlements.c.deleted_at.is_(None),
                 or_(entitlements.c.active_to.is_(None), entitlements.c.active_to > at),
             )
+            .order_by(entitlements.c.id)
         )
-        return int(self.connection.execute(query).scalar_one())
+        return list(self.connection.execute(query).scalars())
 
     def _first(self, *conditions: ColumnElement[bool]) -> Customer | None:
         query = (
