@@ -105,7 +105,7 @@ def _frozen_balances(balances: Mapping[str, Decimal]) -> Mapping[str, Decimal]:
     return MappingProxyType(dict(balances))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EngineState:
     """The credit state of one entitlement right after everything that happens at `at`.
 

@@ -42,23 +42,24 @@ def as_decimal(value: Decimal | int, name: str = "amount") -> Decimal:
     return result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Grant:
     """One grant as the engine sees it.
 
     Engine instants (`effective_at`, `expires_at`, `voided_at`) are floored to the minute on
     construction; `created_at` is kept exact because it only breaks ties in the burn order.
     `recurrence` refills the grant to `amount` at its boundaries (its anchor defaults to
-    `effective_at`; the caller resolves that default).
+    `effective_at`; the caller resolves that default). Keyword-only, so that a row mapped
+    field by field cannot swap two datetimes unnoticed.
     """
 
     id: str
     amount: Decimal
     priority: int
     effective_at: datetime
-    created_at: datetime
     expires_at: datetime | None = None
     voided_at: datetime | None = None
+    created_at: datetime
     min_rollover_amount: Decimal = Decimal(0)
     max_rollover_amount: Decimal = Decimal(0)
     recurrence: Recurrence | None = None

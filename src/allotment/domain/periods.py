@@ -342,3 +342,7 @@ class Expiration:
                 return t + relativedelta(months=self.count)
             case ExpirationDuration.YEAR:
                 return t + relativedelta(years=self.count)
+
+
+ExpirationPeriod = Expiration
+"""The name the API schema uses for `{duration, count}`."""
