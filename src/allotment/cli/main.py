@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli import features, keys
+from allotment.cli import access, entitlements, features, grants, keys
 from allotment.cli.state import STATE
 from allotment.settings import Settings
 
@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(features.app, name="features")
+app.add_typer(entitlements.app, name="entitlements")
+app.add_typer(grants.app, name="grants")
+app.command("access")(access.access)
 
 
 @app.callback()
