@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from allotment.domain.customers import Address, Customer, CustomerFilter
 from allotment.domain.features import Feature
@@ -14,7 +14,7 @@ from allotment.domain.group_by_filters import StringFilter
 from allotment.domain.listing import Window
 from allotment.domain.subjects import Subject
 from allotment.storage import Database
-from allotment.storage.tables import entitlements, features
+from allotment.storage.tables import customers, entitlements, features, subjects
 
 T0 = datetime(2024, 1, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -185,3 +185,23 @@ def test_feature_round_trip_with_advanced_filters(database: Database) -> None:
     assert archived.archived_at == T0 + timedelta(minutes=1)
     assert archived.group_by_filters == feature.group_by_filters
     assert live.id == "01HZZZZZZZZZZZZZZZZZZFEAT3"
+
+
+def test_absent_documents_are_sql_null(database: Database) -> None:
+    bare = replace(_subject("01HZZZZZZZZZZZZZZZZZZSUBJ1", "bare"), metadata=None)
+    customer = replace(
+        _customer("01HZZZZZZZZZZZZZZZZZZCUST1", "c", ()), metadata=None, billing_address=None
+    )
+    with database.unit_of_work(write=True) as uow:
+        uow.subjects.add_if_absent(bare)
+        uow.customers.add(customer)
+        uow.commit()
+    with database.engine.connect() as connection:
+        assert connection.execute(
+            select(subjects.c.id).where(subjects.c.metadata.is_(None))
+        ).scalars().all() == [bare.id]
+        assert connection.execute(
+            select(customers.c.id).where(
+                customers.c.metadata.is_(None), customers.c.billing_address.is_(None)
+            )
+        ).scalars().all() == [customer.id]

@@ -6,7 +6,7 @@ customers only and a deleted customer reads back with no subject keys.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -44,6 +45,11 @@ class AttributionClaim:
     customer_id: str
     value: str
     as_subject_key: bool
+
+
+def _document(value: Mapping[str, Any] | None) -> Any:
+    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
+    return null() if value is None else dict(value)
 
 
 def _address(document: Any) -> Address | None:
@@ -87,13 +93,13 @@ def _values(customer: Customer) -> dict[str, Any]:
         "description": customer.description,
         "primary_email": customer.primary_email,
         "currency": customer.currency,
-        "billing_address": (
+        "billing_address": _document(
             None
             if address is None
             else {name: value for name, value in address.lines().items() if value is not None}
         ),
-        "metadata": None if customer.metadata is None else dict(customer.metadata),
-        "annotations": None if customer.annotations is None else dict(customer.annotations),
+        "metadata": _document(customer.metadata),
+        "annotations": _document(customer.annotations),
         "created_at": customer.created_at,
         "updated_at": customer.updated_at,
         "deleted_at": customer.deleted_at,

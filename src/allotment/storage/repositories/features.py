@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from allotment.domain.features import Feature, FeatureFilter, FeatureOrderBy
@@ -19,6 +19,11 @@ from allotment.domain.group_by_filters import StringFilter, parse_string_filter
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import features
+
+
+def _document(value: Mapping[str, Any] | None) -> Any:
+    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
+    return null() if value is None else dict(value)
 
 
 def _filters_from_document(document: Mapping[str, Any] | None) -> dict[str, StringFilter]:
@@ -51,8 +56,8 @@ def _values(feature: Feature) -> dict[str, Any]:
         "key": feature.key,
         "name": feature.name,
         "meter_slug": feature.meter_slug,
-        "meter_group_by_filters": filters or None,
-        "metadata": None if feature.metadata is None else dict(feature.metadata),
+        "meter_group_by_filters": _document(filters or None),
+        "metadata": _document(feature.metadata),
         "created_at": feature.created_at,
         "updated_at": feature.updated_at,
         "archived_at": feature.archived_at,

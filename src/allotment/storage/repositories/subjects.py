@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from allotment.domain.subjects import Subject
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import subjects
+
+
+def _document(value: Mapping[str, Any] | None) -> Any:
+    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
+    return null() if value is None else dict(value)
 
 
 def _to_subject(row: Any) -> Subject:
@@ -34,8 +39,7 @@ def _values(subject: Subject) -> dict[str, Any]:
         "id": subject.id,
         "key": subject.key,
         "display_name": subject.display_name,
-        # A JSON null and SQL NULL would read back alike; store SQL NULL for "no metadata".
-        "metadata": None if subject.metadata is None else dict(subject.metadata),
+        "metadata": _document(subject.metadata),
         "current_period_start": subject.current_period_start,
         "current_period_end": subject.current_period_end,
         "stripe_customer_id": subject.stripe_customer_id,
