@@ -59,24 +59,29 @@ def test_create_fills_both_filter_forms(client: TestClient, tokens_meter: str) -
     assert client.get("/api/v1/features/gpt4_tokens").json() == body
 
 
-def test_advanced_filters_round_trip(client: TestClient, tokens_meter: str) -> None:
-    advanced = {
-        "model": {"$in": ["gpt-4", "gpt-4o"]},
-        "type": {"$or": [{"$eq": "input"}, {"$like": "out%"}]},
-    }
+def test_advanced_equality_filters_are_accepted_and_others_refused(
+    client: TestClient, tokens_meter: str
+) -> None:
+    body = {"key": "gpt4", "name": "GPT-4", "meterSlug": tokens_meter}
     response = client.post(
         "/api/v1/features",
-        json={
-            "key": "gpt4",
-            "name": "GPT-4",
-            "meterSlug": tokens_meter,
-            "advancedMeterGroupByFilters": advanced,
-        },
+        json={**body, "advancedMeterGroupByFilters": {"model": {"$eq": "gpt-4"}}},
     )
     assert response.status_code == 201
-    body = response.json()
-    assert body["advancedMeterGroupByFilters"] == advanced
-    assert "meterGroupByFilters" not in body
+    assert response.json()["meterGroupByFilters"] == {"model": "gpt-4"}
+    assert response.json()["advancedMeterGroupByFilters"] == {"model": {"$eq": "gpt-4"}}
+
+    refused = client.post(
+        "/api/v1/features",
+        json={
+            **body,
+            "key": "gpt4_family",
+            "advancedMeterGroupByFilters": {"model": {"$in": ["gpt-4", "gpt-4o"]}},
+        },
+    )
+    problem = _problem(refused, 400)
+    assert _fields(problem) == ["advancedMeterGroupByFilters.model"]
+    assert "$in is not supported yet" in problem["detail"]
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,12 @@ def test_create_metered_feature_with_filters(context: ServiceContext, clock: Set
             key="gpt4_tokens",
             name="GPT-4 tokens",
             meter_slug="tokens",
-            group_by_filters={"model": GPT4, "type": StringFilter("$in", ("input", "output"))},
+            group_by_filters={"model": GPT4, "type": StringFilter("$eq", "input")},
             metadata={"team": "ai"},
         ),
     )
     assert created.created_at == created.updated_at == clock()
-    assert created.equality_filters == {"model": "gpt-4"}
+    assert created.equality_filters == {"model": "gpt-4", "type": "input"}
     assert features.get_feature(context, created.id) == created
     assert features.get_feature(context, "gpt4_tokens") == created
 

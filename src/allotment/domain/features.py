@@ -8,7 +8,8 @@ Rules:
 - A metered feature names a meter whose aggregation is SUM, COUNT, UNIQUE_COUNT or LATEST (the
   ones a balance can be burnt from).
 - Group-by filters restrict the meter's usage to events whose group-by values match; each filter
-  names one of the meter's group-by keys. A feature without a meter has no filters.
+  names one of the meter's group-by keys. A feature without a meter has no filters. For now only
+  `$eq` filters are accepted (see APPLICABLE_OPERATORS).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 KEY_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 256
 METERED_AGGREGATIONS = frozenset({"SUM", "COUNT", "UNIQUE_COUNT", "LATEST"})
+# What usage queries and balances can apply today; the parser knows every FilterString operator.
+APPLICABLE_OPERATORS = frozenset({"$eq"})
 
 _ULID_SHAPE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
 
@@ -145,6 +148,14 @@ def validate_new_feature(feature: NewFeature) -> None:
         errors.add("metadata", UNSTORABLE_TEXT)
     if feature.group_by_filters and feature.meter_slug is None:
         errors.add("meterGroupByFilters", "group-by filters need a meterSlug")
+    for key, filter_ in sorted(feature.group_by_filters.items()):
+        if filter_.operator not in APPLICABLE_OPERATORS:
+            errors.add(
+                f"advancedMeterGroupByFilters.{key}",
+                f"{filter_.operator} is not supported yet: usage and balances apply only "
+                "$eq filters, and a filter they ignored would count usage it should not",
+                code="unsupported",
+            )
     errors.raise_if_any("invalid feature")
 
 
