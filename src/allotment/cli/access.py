@@ -10,11 +10,12 @@ from allotment.cli.entitlement_output import (
     access_document,
     amount_text,
     print_exact_json,
+    print_rows,
     time_cell,
 )
 from allotment.cli.entitlements import OPTIONS, every_page
 from allotment.cli.options import TIME_HELP, option_names, parse_time
-from allotment.cli.output import plain_errors, print_table
+from allotment.cli.output import plain_errors
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter
 from allotment.services import customers, entitlement_values, entitlements
@@ -46,7 +47,7 @@ def access(
                 lambda window: entitlements.list_entitlements(context, criteria, window=window)
             )
         }
-    print_table(
+    print_rows(
         f"Access of {customer} at {time_cell(when)}",
         ["feature", "type", "has access", "balance", "usage", "overage", "config"],
         [

@@ -32,6 +32,16 @@ Document = dict[str, Any]
 # -- tables -----------------------------------------------------------------------------------
 
 
+def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table of records; ids are never wrapped or cut, so they can be copied."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column == "id")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
 def print_fields(title: str, rows: Sequence[Sequence[Any]]) -> None:
     """One record as a two-column table: a label, then its value."""
     table = Table(title=title, show_header=False)

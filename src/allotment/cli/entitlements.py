@@ -19,6 +19,7 @@ from allotment.cli.entitlement_output import (
     period_text,
     print_exact_json,
     print_fields,
+    print_rows,
     recurrence_text,
     time_cell,
     value_document,
@@ -30,7 +31,7 @@ from allotment.cli.options import (
     parse_pairs,
     parse_time,
 )
-from allotment.cli.output import plain_errors, print_table
+from allotment.cli.output import plain_errors
 from allotment.cli.state import STATE
 from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlement_requests import EntitlementRequest, MeasureUsageFromPreset
@@ -321,7 +322,7 @@ def list_entitlements(
     if as_json:
         print_exact_json([entitlement_document(view) for view in views])
         return
-    print_table(
+    print_rows(
         "Entitlements",
         ["customer", "feature", "type", "terms", "current period", "active from", "ended", "id"],
         [
@@ -429,7 +430,7 @@ def history(
 
 
 def _print_history(title: str, result: History) -> None:
-    print_table(
+    print_rows(
         title,
         ["from", "to", "usage", "balance at start"],
         [

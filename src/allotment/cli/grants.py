@@ -16,6 +16,7 @@ from allotment.cli.entitlement_output import (
     grant_document,
     print_exact_json,
     print_fields,
+    print_rows,
     recurrence_text,
     time_cell,
 )
@@ -28,7 +29,7 @@ from allotment.cli.options import (
     parse_pairs,
     parse_time,
 )
-from allotment.cli.output import plain_errors, print_table
+from allotment.cli.output import plain_errors
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter, GrantFilter
 from allotment.domain.grant_requests import (
@@ -222,10 +223,10 @@ def list_grants(
         print_exact_json([grant_document(view) for view in views])
         return
     now = context.clock()
-    print_table(
+    print_rows(
         "Grants",
         ["customer", "feature", "amount", "priority", "effective", "expires", "rollover",
-         "recurrence", "state", "id"],
+         "refill", "state", "id"],
         [
             [
                 *owners.get(view.grant.entitlement_id, ("", "")),
@@ -234,7 +235,7 @@ def list_grants(
                 time_cell(view.grant.effective_at),
                 time_cell(view.grant.expires_at) or "never",
                 _rollover_text(view),
-                recurrence_text(view.grant.recurrence),
+                _every(view),
                 _state(view, now),
                 view.grant.id,
             ]
@@ -258,6 +259,11 @@ def _owners(customer_ids: list[str]) -> dict[str, tuple[str, str]]:
     }
 
 
+def _every(view: GrantView) -> str:
+    recurrence = view.grant.recurrence
+    return "" if recurrence is None else f"every {recurrence.interval.api_name}"
+
+
 def _rollover_text(view: GrantView) -> str:
     minimum, maximum = view.grant.min_rollover_amount, view.grant.max_rollover_amount
     if minimum == maximum:
@@ -268,9 +274,9 @@ def _rollover_text(view: GrantView) -> str:
 def _state(view: GrantView, now: datetime) -> str:
     g = view.grant
     if g.deleted_at is not None and g.deleted_at <= now:
-        return f"ended with entitlement {time_cell(g.deleted_at)}"
+        return "ended with its entitlement"
     if g.voided_at is not None and g.voided_at <= now:
-        return f"voided {time_cell(g.voided_at)}"
+        return "voided"
     if now < g.effective_at:
         return "not yet effective"
     if g.expires_at is not None and g.expires_at <= now:
