@@ -13,9 +13,10 @@ from allotment.cli.entitlement_output import (
     print_rows,
     time_cell,
 )
-from allotment.cli.entitlements import OPTIONS, every_page
+from allotment.cli.entitlements import OPTIONS
 from allotment.cli.options import TIME_HELP, option_names, parse_time
 from allotment.cli.output import plain_errors
+from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter
 from allotment.services import customers, entitlement_values, entitlements

@@ -6,9 +6,8 @@ v2 API paths; the same services answer, so the rules and messages are the API's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -32,13 +31,13 @@ from allotment.cli.options import (
     parse_time,
 )
 from allotment.cli.output import plain_errors
+from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlement_requests import EntitlementRequest, MeasureUsageFromPreset
 from allotment.domain.entitlements import EntitlementFilter, EntitlementType
 from allotment.domain.grant_requests import RecurrenceRequest
 from allotment.domain.history import History, WindowSize
-from allotment.domain.listing import MAX_PAGE_SIZE, ListResult, Window
 from allotment.errors import InvalidInput
 from allotment.services import (
     customers,
@@ -54,8 +53,6 @@ app = typer.Typer(
     help="Give customers features (metered, static, boolean); check value, history, resets.",
     no_args_is_help=True,
 )
-
-T = TypeVar("T")
 
 Customer = Annotated[str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")]
 Feature = Annotated[str, typer.Argument(metavar="FEATURE", help="The feature's key")]
@@ -92,16 +89,6 @@ OPTIONS = {
     "windowSize": "--window",
     "windowTimeZone": "--tz",
 }
-
-
-def every_page(fetch: Callable[[Window], ListResult[T]]) -> list[T]:
-    """All items of a list, read a page at a time (a CLI list shows everything)."""
-    items: list[T] = []
-    while True:
-        result = fetch(Window(offset=len(items), limit=MAX_PAGE_SIZE))
-        items.extend(result.items)
-        if len(items) >= result.total_count or not result.items:
-            return items
 
 
 # -- create and override ----------------------------------------------------------------------

@@ -20,7 +20,6 @@ from allotment.cli.entitlement_output import (
     recurrence_text,
     time_cell,
 )
-from allotment.cli.entitlements import every_page
 from allotment.cli.options import (
     TIME_HELP,
     option_names,
@@ -30,6 +29,7 @@ from allotment.cli.options import (
     parse_time,
 )
 from allotment.cli.output import plain_errors
+from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter, GrantFilter
 from allotment.domain.grant_requests import (
