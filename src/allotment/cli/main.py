@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli import access, entitlements, features, grants, keys
+from allotment.cli import access, customers, entitlements, features, grants, keys, meters
 from allotment.cli.state import STATE
 from allotment.settings import Settings
 
@@ -16,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys.app, name="keys")
+app.add_typer(meters.app, name="meters")
+app.add_typer(customers.app, name="customers")
 app.add_typer(features.app, name="features")
 app.add_typer(entitlements.app, name="entitlements")
 app.add_typer(grants.app, name="grants")
