@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from allotment.domain.meters import Meter
 
@@ -25,9 +25,12 @@ SPEC_VERSION: Final = "1.0"
 LIST_LIMIT_MAX: Final = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One CloudEvent. `time` None means "when it was received" (the service fills it in)."""
+class Event(NamedTuple):
+    """One CloudEvent. `time` None means "when it was received" (storage fills it in).
+
+    A named tuple rather than a frozen dataclass: it is as immutable and four times cheaper to
+    build, which matters at a hundred thousand events a second.
+    """
 
     id: str
     source: str

@@ -66,14 +66,23 @@ def _field(location: tuple[int | str, ...], batch: bool) -> str:
 
 def _is_non_finite(value: object) -> bool:
     """True when a float anywhere in `value` is NaN or infinite (JSON has no such numbers;
-    `NaN`, `Infinity` or an out-of-range literal would otherwise be stored as something else)."""
+    `NaN`, `Infinity` or an out-of-range literal would otherwise be stored as something else).
+
+    Runs for every event with data, so it is written as plain loops over exact types."""
     kind = type(value)
-    if kind is float:
-        return bool(value - value != 0.0)  # type: ignore[operator]
     if kind is dict:
-        return any(_is_non_finite(item) for item in value.values())  # type: ignore[attr-defined]
-    if kind is list:
-        return any(_is_non_finite(item) for item in value)  # type: ignore[attr-defined]
+        items: Any = value.values()  # type: ignore[attr-defined]
+    elif kind is list:
+        items = value
+    else:
+        return kind is float and value - value != 0.0  # type: ignore[operator]
+    for item in items:
+        item_kind = type(item)
+        if item_kind is float:
+            if item - item != 0.0:
+                return True
+        elif (item_kind is dict or item_kind is list) and _is_non_finite(item):
+            return True
     return False
 
 
@@ -128,17 +137,18 @@ def parse_events(body: bytes, content_type: str | None) -> list[Event]:
     errors = _content_errors(raw, batch, check_nul)
     if errors:
         _raise(errors)
+    # Positional arguments: this runs once per event on the ingest path.
     return [
         Event(
-            id=item["id"],
-            source=item["source"],
-            type=item["type"],
-            subject=item["subject"],
-            time=item.get("time"),
-            specversion=item.get("specversion", SPEC_VERSION),
-            datacontenttype=item.get("datacontenttype"),
-            dataschema=item.get("dataschema"),
-            data=item.get("data"),
+            item["id"],
+            item["source"],
+            item["type"],
+            item["subject"],
+            item.get("time"),
+            item.get("specversion", SPEC_VERSION),
+            item.get("datacontenttype"),
+            item.get("dataschema"),
+            item.get("data"),
         )
         for item in raw
     ]
