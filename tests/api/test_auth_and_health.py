@@ -77,3 +77,19 @@ def test_openapi_document_is_served_and_declares_bearer_auth(client: TestClient)
     document = client.get("/api/v1/openapi.json").json()
     assert document["info"]["title"] == "Allotment"
     assert "bearer" in str(document["components"]["securitySchemes"]).lower()
+
+
+def test_openapi_documents_problem_responses_not_fastapi_422(client: TestClient) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    create_meter = document["paths"]["/api/v1/meters"]["post"]["responses"]
+    assert "422" not in create_meter
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for status in ("400", "401", "403"):
+        assert create_meter[status]["content"]["application/problem+json"]["schema"] == problem_ref
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "validationErrors" in str(document["components"]["schemas"]["Problem"])
+    # The document describes the v1 and v2 entitlement paths the SDKs call.
+    assert (
+        "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value"
+        in (document["paths"])
+    )

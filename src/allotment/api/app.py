@@ -11,6 +11,7 @@ from fastapi.security import HTTPBearer
 from allotment import __version__
 from allotment.api import problems
 from allotment.api.deps import authenticate
+from allotment.api.openapi import build_openapi
 from allotment.api.routes import ROUTERS, health
 from allotment.services.context import ServiceContext
 from allotment.settings import Settings
@@ -52,4 +53,5 @@ def create_app(
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
