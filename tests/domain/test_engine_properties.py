@@ -1,9 +1,14 @@
-"""Engine properties on random scenarios, checked against the naive minute-by-minute model."""
+"""Engine properties on random scenarios, checked against the naive minute-by-minute model.
+
+ALLOTMENT_PROPERTY_EXAMPLES=5000 runs a deeper search than the default, which is sized to keep
+the domain suite well under a minute.
+"""
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,7 +34,9 @@ from tests.domain.helpers import T0
 from tests.domain.reference_model import NaiveGrant, NaiveReset, NaiveScenario, simulate
 
 PROPERTY_SETTINGS = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("ALLOTMENT_PROPERTY_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
@@ -269,7 +276,8 @@ def test_split_at_any_minute_and_resume_gives_the_same_result(
     )
     resumed = run(s.terms, s.grants, checkpoint, s.until, s.usage)
     assert_same_state(resumed.state, whole.state)
-    assert_same_state(resumed.state_before_until, whole.state_before_until)
+    if split < s.until:  # a zero-length run has no "before": it starts after `until`'s events
+        assert_same_state(resumed.state_before_until, whole.state_before_until)
 
 
 @PROPERTY_SETTINGS
