@@ -11,13 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allotment.domain.periods import Expiration, ExpirationDuration, Interval, Period, Recurrence
-from allotment.domain.time import ceil_to_minute, truncate_to_minute
+from allotment.domain.time import ceil_to_minute, truncate_to_minute, utc
 from allotment.errors import InvalidInput
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
-
 
 # -- time helpers -------------------------------------------------------------------------------
 

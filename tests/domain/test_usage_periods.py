@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from allotment.domain.periods import Interval, Period, Recurrence
+from allotment.domain.time import utc
 from allotment.domain.usage_periods import ManualReset, ResetPoint, UsagePeriodTimeline
 from allotment.errors import InvalidInput
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
 def daily(anchor: datetime, measure_from: datetime, *resets: ManualReset) -> UsagePeriodTimeline:
