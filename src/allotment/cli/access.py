@@ -63,4 +63,5 @@ def access(
             ]
             for feature, value in sorted(values.items())
         ],
+        prose={"config"},
     )

@@ -125,6 +125,7 @@ def list_customers(
             ]
             for c in items
         ],
+        prose={"name", "subjects"},
     )
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,21 +32,66 @@ Document = dict[str, Any]
 # -- tables -----------------------------------------------------------------------------------
 
 
-def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A table of records; ids are never wrapped or cut, so they can be copied."""
+# A prose cell may break a word longer than this (a long JSON config) to keep the table whole.
+_PROSE_WORD_MAX = 12
+
+
+def print_rows(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    prose: Collection[str] = (),
+) -> None:
+    """A table of records, without the columns no record has a value in.
+
+    Amounts, times and ids are never cut short or split over lines: each such column is as wide
+    as its widest cell. Only the `prose` columns wrap, and share what width is left. When the
+    terminal is too narrow even for that, each record is shown as its own label/value table.
+    """
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    shown = [i for i in range(len(columns)) if not cells or any(row[i] for row in cells)]
+    header_word = {i: max(len(word) for word in columns[i].split()) for i in shown}
+    longest = {i: max(_line_lengths(row[i] for row in cells), default=0) for i in shown}
+    minimum = {}
+    for i in shown:
+        if columns[i] in prose:
+            word = max((len(w) for row in cells for w in row[i].split()), default=0)
+            minimum[i] = max(min(word, _PROSE_WORD_MAX), header_word[i])
+        else:
+            minimum[i] = max(longest[i], header_word[i])
+        longest[i] = max(longest[i], len(columns[i]))
+    # Borders and padding take three characters a column, plus one.
+    spare = console.width - (3 * len(shown) + 1) - sum(minimum.values())
+    if spare < 0:
+        for number, row in enumerate(cells, start=1):
+            label = f"{title} ({number} of {len(cells)})"
+            print_fields(label, [[columns[i], row[i]] for i in shown])
+        return
+    widths = dict(minimum)
+    growing = [i for i in shown if columns[i] in prose or widths[i] < longest[i]]
+    while spare > 0 and growing:
+        growing = [i for i in growing if widths[i] < longest[i]]
+        for i in growing[:spare]:
+            widths[i] += 1
+            spare -= 1
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column, no_wrap=column == "id")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    for i in shown:
+        table.add_column(columns[i], width=widths[i], overflow="fold")
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
     console.print(table)
+
+
+def _line_lengths(texts: Iterable[str]) -> list[int]:
+    return [len(line) for text in texts for line in text.splitlines() or [""]]
 
 
 def print_fields(title: str, rows: Sequence[Sequence[Any]]) -> None:
     """One record as a two-column table: a label, then its value."""
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     for label, value in rows:
         table.add_row(str(label), "" if value is None else str(value))
     console.print(table)

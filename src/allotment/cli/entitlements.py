@@ -311,20 +311,19 @@ def list_entitlements(
         return
     print_rows(
         "Entitlements",
-        ["customer", "feature", "type", "terms", "current period", "active from", "ended", "id"],
+        ["customer", "feature", "type", "terms", "active", "id"],
         [
             [
                 _customer_text(view),
                 view.entitlement.feature_key,
                 view.entitlement.type.value,
                 _terms_text(view),
-                period_text(view.current_usage_period),
-                time_cell(view.entitlement.active_from),
-                time_cell(view.entitlement.ends_at),
+                _active_text(view),
                 view.entitlement.id,
             ]
             for view in views
         ],
+        prose={"terms"},
     )
 
 
@@ -477,6 +476,13 @@ def reset(
 
 def _customer_text(view: EntitlementView) -> str:
     return view.owner.customer_key or view.owner.customer_id
+
+
+def _active_text(view: EntitlementView) -> str:
+    e = view.entitlement
+    if e.ends_at is None:
+        return f"since {time_cell(e.active_from)}"
+    return f"{time_cell(e.active_from)} →\n{time_cell(e.ends_at)}"
 
 
 def _terms_text(view: EntitlementView) -> str:

@@ -218,30 +218,35 @@ def list_grants(
             )
             if include_voided or view.grant.voided_at is None
         ]
-        owners = _owners(customer_ids)
     if as_json:
         print_exact_json([grant_document(view) for view in views])
         return
+    owners = _owners(customer_ids)
+    title = (
+        "Grants" + (f" of {customer}" if customer else "") + (f" for {feature}" if feature else "")
+    )
     now = context.clock()
-    print_rows(
-        "Grants",
-        ["customer", "feature", "amount", "priority", "effective", "expires", "rollover",
-         "refill", "state", "id"],
-        [
+    rows = []
+    for view in views:
+        owner, feature_key = owners.get(view.grant.entitlement_id, ("", ""))
+        # A column the arguments already fix says nothing; left empty, it is not shown.
+        rows.append(
             [
-                *owners.get(view.grant.entitlement_id, ("", "")),
+                "" if customer else owner,
+                "" if feature else feature_key,
                 amount_text(view.grant.amount),
                 view.grant.priority,
-                time_cell(view.grant.effective_at),
-                time_cell(view.grant.expires_at) or "never",
+                f"{time_cell(view.grant.effective_at)} →\n"
+                f"{time_cell(view.grant.expires_at) or 'never'}",
                 _rollover_text(view),
                 _every(view),
                 _state(view, now),
                 view.grant.id,
             ]
-            for view in views
-        ],
-    )  # fmt: skip
+        )
+    columns = ["customer", "feature", "amount", "priority", "effective → expires", "rollover",
+               "refill", "state", "id"]  # fmt: skip
+    print_rows(title, columns, rows, prose={"rollover", "refill", "state"})
 
 
 def _owners(customer_ids: list[str]) -> dict[str, tuple[str, str]]:

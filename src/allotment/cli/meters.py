@@ -130,6 +130,7 @@ def list_meters(
             ]
             for m in items
         ],
+        prose={"group by"},
     )
 
 
