@@ -189,6 +189,9 @@ def test_announcement_scenario(
     # 9. a boolean and a static entitlement show in the access table with the metered one
     ok(cli("entitlements", "create", "acme", "saml_sso", "--type", "boolean"))
     ok(cli("entitlements", "create", "acme", "models", "--type", "static", "--config", CONFIG))
+    static = as_json(cli("entitlements", "get", "acme", "models", "--json"))
+    assert static["config"] == CONFIG
+    assert static == api.get("/api/v2/customers/acme/entitlements/models").json()
     access = as_json(cli("access", "acme", "--json"))
     assert access == {
         "entitlements": {
@@ -308,7 +311,9 @@ def test_list_delete_override_and_history(
     ]
 
 
-def test_grants_list_and_void(cli: Cli, acme: ServiceContext, clock: SettableClock) -> None:
+def test_grants_list_and_void(
+    cli: Cli, acme: ServiceContext, clock: SettableClock, api: TestClient
+) -> None:
     ok(cli("entitlements", "create", "acme", "ai_tokens", "--type", "metered",
            "--interval", "MONTH", "--anchor", "2024-01-01T00:00:00Z"))  # fmt: skip
     first = as_json(cli("grants", "create", "acme", "ai_tokens", "--amount", "1,500.25", "--json"))
@@ -335,6 +340,7 @@ def test_grants_list_and_void(cli: Cli, acme: ServiceContext, clock: SettableClo
     assert voided.stdout == "" and f"voided grant {first['id']}" in voided.stderr
     assert [g["id"] for g in as_json(cli("grants", "list", "--json"))] == [second["id"]]
     every = as_json(cli("grants", "list", "acme", "ai_tokens", "--include-voided", "--json"))
+    assert every == api.get("/api/v2/grants").json()["items"]
     assert [(g["id"], g.get("voidedAt")) for g in every] == [
         (first["id"], "2024-01-15T12:30:00Z"), (second["id"], None),
     ]  # fmt: skip
