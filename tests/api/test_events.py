@@ -313,3 +313,17 @@ def test_listing_shows_and_filters_by_customer(client: TestClient, context: Serv
     ]
     assert listed_ids(client, customerId=[acme]) == ["2", "1"]
     assert listed_ids(client, customerId=[new_id()]) == []
+
+
+@pytest.mark.parametrize(
+    "time", ["1969-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"]
+)
+def test_event_times_must_be_plausible(client: TestClient, time: str) -> None:
+    response = post(client, [cloud_event("ok"), cloud_event("far", time=time)])
+    assert bad_fields(response) == ["[1].time"]
+    assert listed_ids(client) == []
+
+
+def test_nul_characters_in_filters_are_refused_not_crashed_on(client: TestClient) -> None:
+    for params, field in [({"id": "a\x00b"}, "id"), ({"customerId": "\x00"}, "customerId")]:
+        assert bad_fields(client.get("/api/v1/events", params=params)) == [field]

@@ -422,3 +422,33 @@ def test_customers_filter_and_group(client: TestClient, context: ServiceContext)
     assert sorted((r["customerId"], r["value"]) for r in data) == sorted([(acme, 3), (beta, 4)])
     only_eu = query(client, filterCustomerId=[acme], subject="acme-eu")["data"]
     assert [(r["customerId"], r["subject"], r["value"]) for r in only_eu] == [(acme, "acme-eu", 2)]
+
+
+def test_inputs_no_database_can_hold_are_refused(client: TestClient) -> None:
+    create_meter(client)
+    ingest(
+        client,
+        ("1970-01-01T00:00:00Z", "acme", {"tokens": 1}),
+        ("2999-12-31T23:59:59.999999Z", "acme", {"tokens": 2}),
+    )
+    nul = client.get("/api/v1/meters/tokens/query", params={"filterGroupBy[model]": "a\x00"})
+    assert problem_fields(nul) == ["filterGroupBy[model]"]
+    posted = client.post("/api/v1/meters/tokens/query", json={"subject": ["\x00"]})
+    assert problem_fields(posted) == ["body"]
+    meter = client.post(
+        "/api/v1/meters",
+        json={"slug": "x", "aggregation": "COUNT", "eventType": "p", "description": "\x00"},
+    )
+    assert problem_fields(meter) == ["body"]
+    # The calendar's far ends in a query are fine: windows come from event times.
+    extreme = query(
+        client,
+        windowSize="MONTH",
+        windowTimeZone="Pacific/Kiritimati",
+        **{"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"},
+    )
+    # Kiritimati was UTC-10:40 in 1969 and is UTC+14 now: the months start accordingly.
+    assert [(r["windowStart"], r["value"]) for r in extreme["data"]] == [
+        ("1969-12-01T10:40:00Z", 1),
+        ("2999-12-31T10:00:00Z", 2),
+    ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from allotment.domain.meters import Meter
@@ -23,6 +23,12 @@ SPEC_VERSION: Final = "1.0"
 """The only CloudEvents version there is; an event that leaves it out is taken to mean it."""
 
 LIST_LIMIT_MAX: Final = 100
+
+EVENT_TIME_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
+EVENT_TIME_MAX: Final = datetime(3000, 1, 1, tzinfo=UTC)
+"""Event times lie in `[EVENT_TIME_MIN, EVENT_TIME_MAX)`: usage before the Unix epoch or a
+millennium ahead is a bug in the sender (seconds read as milliseconds, a placeholder date), and
+the bounds keep every window and range computed from event times far from the calendar's ends."""
 
 
 class Event(NamedTuple):
@@ -85,3 +91,7 @@ def validation_error(event: Event, meters: Iterable[Meter]) -> str | None:
         if meter.event_type == event.type and (problem := meter.value_problem(event.data))
     ]
     return "; ".join(problems) if problems else None
+
+
+def time_out_of_range(event: Event) -> bool:
+    return event.time is not None and not EVENT_TIME_MIN <= event.time < EVENT_TIME_MAX

@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from allotment.domain.events import (
+    EVENT_TIME_MAX,
+    EVENT_TIME_MIN,
     LIST_LIMIT_MAX,
     Event,
     EventFilter,
     ListedEvent,
+    time_out_of_range,
     validation_error,
 )
 from allotment.errors import ErrorList, InvalidInput
@@ -25,6 +28,14 @@ def ingest(context: ServiceContext, batch: Sequence[Event]) -> int:
     """
     if not batch:
         raise InvalidInput("no events found: send one event or a non-empty array", field="body")
+    errors = ErrorList()
+    for index, event in enumerate(batch):
+        if time_out_of_range(event):
+            errors.add(
+                f"[{index}].time",
+                f"must be from {EVENT_TIME_MIN.year} to {EVENT_TIME_MAX.year - 1}",
+            )
+    errors.raise_if_any("invalid events; nothing was stored")
     received_at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         stored = uow.events.add_many(batch, received_at)

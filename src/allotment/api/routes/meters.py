@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
 from allotment.api.schemas.common import UtcDateTime
+from allotment.api.schemas.events import reject_nul_in_body, reject_nul_in_url
 from allotment.api.schemas.meters import (
     MeterCreate,
     MeterQueryRequest,
@@ -26,7 +27,9 @@ from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
 
-router = APIRouter(tags=["meters"])
+router = APIRouter(
+    tags=["meters"], dependencies=[Depends(reject_nul_in_url), Depends(reject_nul_in_body)]
+)
 
 MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
 
@@ -213,10 +216,24 @@ def _meter_query(
     )
 
 
+# Read from the raw query string (deepObject), so declared here for the OpenAPI document.
+_FILTER_GROUP_BY_PARAMETER = {
+    "name": "filterGroupBy",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "description": "Exact-match filters on group-by values: filterGroupBy[model]=gpt-4 "
+    "(repeat a key to accept several values).",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+
+
 @router.get(
     "/api/v1/meters/{meterIdOrSlug}/query",
     response_model=MeterQueryResultResource,
     responses=_QUERY_RESPONSES,
+    openapi_extra={"parameters": [_FILTER_GROUP_BY_PARAMETER]},
     summary="Query meter",
     description=(
         "`from` inclusive, `to` exclusive. `filterGroupBy[key]=value` filters on a group-by "

@@ -12,12 +12,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn, NotRequired
 
+from fastapi import Request
 from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
+from allotment.domain.events import (
+    EVENT_TIME_MAX,
+    EVENT_TIME_MIN,
+    SPEC_VERSION,
+    Event,
+    ListedEvent,
+)
 from allotment.errors import FieldError, InvalidInput
 
 SINGLE_CONTENT_TYPE = "application/cloudevents+json"
@@ -41,7 +48,9 @@ class CloudEventBody(TypedDict):
     specversion: NotRequired[Literal["1.0"]]
     type: _Text256
     subject: _Text256
-    time: NotRequired[Annotated[AwareDatetime, Field(strict=True)] | None]
+    time: NotRequired[
+        Annotated[AwareDatetime, Field(strict=True, ge=EVENT_TIME_MIN, lt=EVENT_TIME_MAX)] | None
+    ]
     datacontenttype: NotRequired[Literal["application/json"] | None]
     dataschema: NotRequired[Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None]
     data: NotRequired[dict[str, Any] | None]
@@ -96,6 +105,33 @@ def _has_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return False
+
+
+async def reject_nul_in_url(request: Request) -> None:
+    """Refuse U+0000 in the path or query (400 naming the parameter): PostgreSQL can neither
+    store nor compare text holding it, so it would otherwise fail deep inside a query."""
+    if "\x00" in request.url.path:
+        raise InvalidInput(_NUL_MESSAGE, field="path")
+    if "%00" in request.url.query:
+        for name, value in request.query_params.multi_items():
+            if "\x00" in name or "\x00" in value:
+                raise InvalidInput(_NUL_MESSAGE, field=name.replace("\x00", ""))
+
+
+async def reject_nul_in_body(request: Request) -> None:
+    """The same for a JSON body, where the escape is the only way to carry the character."""
+    body = await request.body()
+    if b"\\u0000" not in body:
+        return
+    try:
+        parsed = from_json(body)
+    except ValueError:
+        return  # malformed JSON: the body's own validation reports it
+    if _has_nul(parsed):
+        raise InvalidInput(_NUL_MESSAGE, field="body")
+
+
+_NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
 
 
 def media_type(content_type: str | None) -> str:
@@ -190,7 +226,7 @@ def _content_errors(items: list[Any], batch: bool, check_nul: bool) -> list[Fiel
             errors.extend(
                 FieldError(
                     field=f"{prefix}{name}",
-                    message="text may not contain the NUL character (\\u0000)",
+                    message=_NUL_MESSAGE,
                     code="string_nul",
                 )
                 for name, value in item.items()
