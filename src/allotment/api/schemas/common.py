@@ -19,7 +19,11 @@ KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-05:00: no UTC instant; a 400, not a 500.
+        raise ValueError("the time has no UTC equivalent (out of range)") from None
 
 
 def _serialise_time(value: datetime) -> str:
