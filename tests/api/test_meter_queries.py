@@ -452,3 +452,16 @@ def test_inputs_no_database_can_hold_are_refused(client: TestClient) -> None:
         ("1969-12-01T10:40:00Z", 1),
         ("2999-12-31T10:00:00Z", 2),
     ]
+
+
+def test_values_beyond_64_bits_and_doubles_are_still_numbers(client: TestClient) -> None:
+    create_meter(client)
+    ingest(
+        client,
+        ("2024-01-15T10:00:00Z", "big", {"tokens": 2**70}),
+        ("2024-01-15T10:00:00Z", "huge", {"tokens": "9e999"}),
+    )
+    values = {r["subject"]: r["value"] for r in query(client, groupBy="subject")["data"]}
+    assert values == {"big": float(2**70), "huge": 1.7976931348623157e308}
+    listed = client.get("/api/v1/events", params={"subject": "big"}).json()
+    assert listed[0]["event"]["data"] == {"tokens": 2**70}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +11,7 @@ from allotment.api.deps import Context
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import (
     IngestedEvent,
+    dumps,
     ingest_request_body_openapi,
     listed_event_to_wire,
     parse_events,
@@ -83,6 +83,6 @@ def list_events(
     )
     listed = events_service.list_events(context, event_filter, customer_id or ())
     return Response(
-        content=orjson.dumps([listed_event_to_wire(item) for item in listed]),
+        content=dumps([listed_event_to_wire(item) for item in listed]),
         media_type="application/json",
     )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
 from allotment.api.schemas.common import UtcDateTime
-from allotment.api.schemas.events import reject_nul_in_body, reject_nul_in_url
+from allotment.api.schemas.events import dumps, reject_nul_in_body, reject_nul_in_url
 from allotment.api.schemas.meters import (
     MeterCreate,
     MeterQueryRequest,
@@ -188,9 +188,7 @@ def _query_response(
             media_type="text/csv",
             headers={"Content-Disposition": f"attachment; filename={result.meter.slug}.csv"},
         )
-    return Response(
-        content=orjson.dumps(query_result_to_wire(result)), media_type="application/json"
-    )
+    return Response(content=dumps(query_result_to_wire(result)), media_type="application/json")
 
 
 def _meter_query(

@@ -7,11 +7,14 @@ batch at once and reports each problem by its place (`[3].subject`).
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn, NotRequired
 
+import orjson
 from fastapi import Request
 from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError
 from pydantic_core import from_json
@@ -261,11 +264,29 @@ def rfc3339(value: datetime) -> str:
     return text + "Z"
 
 
+_INTEGER_MAX = 2**63 - 1
+_DOUBLE_MAX = sys.float_info.max
+
+
 def json_number(value: Decimal) -> int | float:
-    """A JSON number: integral values exactly, others as the nearest double."""
-    if value == value.to_integral_value():
+    """A JSON number: integral values exactly (within 64 bits), others as the nearest double;
+    beyond a double's range it saturates at the largest double rather than becoming Infinity,
+    which JSON cannot carry."""
+    if value == value.to_integral_value() and -_INTEGER_MAX <= value <= _INTEGER_MAX:
         return int(value)
-    return float(value)
+    number = float(value)
+    if number - number != 0.0:
+        return _DOUBLE_MAX if value > 0 else -_DOUBLE_MAX
+    return number
+
+
+def dumps(body: Any) -> bytes:
+    """JSON bytes of a response body; event data may hold integers wider than 64 bits, which
+    orjson refuses and the standard library writes."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def listed_event_to_wire(item: ListedEvent) -> dict[str, Any]:
