@@ -206,7 +206,16 @@ def test_skipped_and_repeated_midnights_start_the_day_at_its_first_instant() -> 
         min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(UTC)
     ),
     size=st.sampled_from(list(WindowSize)),
-    zone=st.sampled_from(["UTC", "America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe"]),
+    zone=st.sampled_from(
+        [
+            "UTC",
+            "America/Los_Angeles",
+            "Asia/Kolkata",
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "America/Havana",
+        ]
+    ),
 )
 def test_every_instant_lies_in_its_window(instant: datetime, size: WindowSize, zone: str) -> None:
     tz = resolve_time_zone(zone)

@@ -181,6 +181,10 @@ INSTANTS = [
     utc(2024, 9, 8, 3, 59),
     utc(2024, 9, 8, 4),
     utc(2024, 4, 6, 15, 10),
+    # Santiago falls back across midnight: 23:00-24:00 of April 6 happens twice.
+    utc(2024, 4, 7, 2, 30),
+    utc(2024, 4, 7, 3, 30),
+    utc(2024, 4, 7, 4, 30),
     utc(2024, 2, 29, 23, 59, 59),
     utc(2024, 12, 31, 23, 30),
     utc(1969, 12, 31, 23, 59, 30),

@@ -22,6 +22,7 @@ from allotment.domain.meters import (
     parse_number,
     resolve_time_zone,
     unique_value_key,
+    window_end,
     window_start,
 )
 
@@ -62,15 +63,33 @@ def unique_key(json_text: str | None) -> str | None:
     return unique_value_key(value)
 
 
+# The last window found per (size, zone): rows mostly arrive in time order, so most calls land
+# in the window of the call before and skip the time-zone arithmetic. Only windows without a UTC
+# offset change inside are kept: in those every instant has the window's local date (or hour),
+# so the domain would place it in that same window. Any thread may replace an entry; each entry
+# is right on its own.
+_last_windows: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def window_start_micros(micros: int | None, size: str, zone_name: str) -> int | None:
     """`allotment_window_start(time, size, zone)` in integer microseconds."""
     if micros is None:
         return None
     if zone_name == "UTC" and size in _UTC_UNITS:
         return micros - micros % _UTC_UNITS[size]
-    instant = _EPOCH + micros * _ONE_MICROSECOND
-    start = window_start(instant, WindowSize(size), resolve_time_zone(zone_name))
-    return (start - _EPOCH) // _ONE_MICROSECOND
+    key = (size, zone_name)
+    last = _last_windows.get(key)
+    if last is not None and last[0] <= micros < last[1]:
+        return last[0]
+    window_size = WindowSize(size)
+    zone = resolve_time_zone(zone_name)
+    start = window_start(_EPOCH + micros * _ONE_MICROSECOND, window_size, zone)
+    end = window_end(start, window_size, zone)
+    start_micros = (start - _EPOCH) // _ONE_MICROSECOND
+    last_instant = end - _ONE_MICROSECOND
+    if start.astimezone(zone).utcoffset() == last_instant.astimezone(zone).utcoffset():
+        _last_windows[key] = (start_micros, (end - _EPOCH) // _ONE_MICROSECOND)
+    return start_micros
 
 
 class _Sum:
