@@ -260,3 +260,46 @@ def test_a_body_that_is_not_json_is_400(catalogue: TestClient) -> None:
         V2, content=b"{not json", headers={"Content-Type": "application/json"}
     )
     problem(response, 400)
+
+
+def test_times_and_intervals_the_engine_cannot_hold_are_400(catalogue: TestClient) -> None:
+    creates: list[tuple[dict[str, Any], str]] = [
+        (
+            {**METERED, "usagePeriod": {"interval": "MONTH", "anchor": "0001-01-01T00:00:00Z"}},
+            "usagePeriod.anchor",
+        ),
+        ({**METERED, "measureUsageFrom": "9999-12-31T00:00:00Z"}, "measureUsageFrom"),
+        ({**METERED, "usagePeriod": {"interval": "P101Y"}}, "usagePeriod.interval"),
+    ]
+    for body, field in creates:
+        assert fields_of(problem(catalogue.post(V2, json=body), 400)) == [field], body
+    catalogue.post(V2, json=METERED)
+    grants = f"{V2}/ai_tokens/grants"
+    far = {"amount": 1, "effectiveAt": "9999-01-01T00:00:00Z"}
+    assert fields_of(problem(catalogue.post(grants, json=far), 400)) == ["effectiveAt"]
+    ancient = {**A_GRANT, "recurrence": {"interval": "DAY", "anchor": "0001-01-01T00:00:00Z"}}
+    assert fields_of(problem(catalogue.post(grants, json=ancient), 400)) == ["recurrence.anchor"]
+    tiny = {**A_GRANT, "amount": "0.0000000000000000001"}
+    assert fields_of(problem(catalogue.post(grants, json=tiny), 400)) == ["amount"]
+    for time in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00"):
+        response = catalogue.get(f"{V2}/ai_tokens/value", params={"time": time})
+        assert fields_of(problem(response, 400)) == ["time"]
+    history = catalogue.get(
+        f"{V2}/ai_tokens/history", params={"windowSize": "DAY", "to": "9000-01-01T00:00:00Z"}
+    )
+    assert fields_of(problem(history, 400)) == ["to"]
+    reset = catalogue.post(f"{V2}/ai_tokens/reset", json={"effectiveAt": "1900-01-01T00:00:00Z"})
+    assert fields_of(problem(reset, 400)) == ["effectiveAt"]
+    void = catalogue.delete("/api/v1/grants/01HZZZZZZZZZZZZZZZZZZZZZZZ?at=1900-01-01T00:00:00Z")
+    assert fields_of(problem(void, 400)) == ["at"]
+
+
+def test_filters_no_database_can_hold_are_400(catalogue: TestClient) -> None:
+    for path, name in (
+        ("/api/v2/entitlements", "feature"),
+        ("/api/v1/entitlements", "subject"),
+        ("/api/v2/grants", "customer"),
+        ("/api/v1/grants", "subject"),
+    ):
+        response = catalogue.get(path, params={name: "a\x00b"})
+        assert fields_of(problem(response, 400)) == [name], path

@@ -27,6 +27,7 @@ from allotment.domain.entitlements import Entitlement, EntitlementType, GrantRec
 from allotment.domain.features import Feature
 from allotment.domain.grant_requests import DEFAULT_PRIORITY, GrantRequest, RecurrenceRequest
 from allotment.domain.grants import PRIORITY_MAX, PRIORITY_MIN
+from allotment.domain.instants import checked_instant, checked_interval
 from allotment.domain.periods import Interval, Recurrence
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.domain.time import truncate_to_minute
@@ -109,7 +110,10 @@ def check_request(request: EntitlementRequest) -> None:
 
 def _check_usage_period(errors: ErrorList, period: RecurrenceRequest) -> None:
     try:
+        if period.anchor is not None:
+            checked_instant(period.anchor, "usagePeriod.anchor")
         interval = Interval.parse(period.interval, field="usagePeriod.interval")
+        checked_interval(interval, "usagePeriod.interval")
     except InvalidInput as error:
         errors.errors.extend(error.errors)
         return
@@ -120,6 +124,11 @@ def _check_usage_period(errors: ErrorList, period: RecurrenceRequest) -> None:
 def _check_metered(errors: ErrorList, request: EntitlementRequest) -> None:
     if request.usage_period is None:
         errors.add("usagePeriod", "a metered entitlement needs a usage period", code="required")
+    if isinstance(request.measure_usage_from, datetime):
+        try:
+            checked_instant(request.measure_usage_from, "measureUsageFrom")
+        except InvalidInput as error:
+            errors.errors.extend(error.errors)
     if request.issue_after_reset is not None:
         try:
             checked_amount(request.issue_after_reset, "issueAfterReset")

@@ -23,6 +23,7 @@ from typing import Any
 from allotment.domain.amounts import checked_amount
 from allotment.domain.entitlements import GrantRecord
 from allotment.domain.grants import validate_new_grant
+from allotment.domain.instants import checked_instant, checked_interval
 from allotment.domain.periods import Expiration, Interval, Recurrence
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document
 from allotment.errors import AllotmentError, ErrorList, FieldError, InvalidInput
@@ -98,11 +99,18 @@ def new_grant(
             errors.errors.extend(error.errors)
     elif defaults is GrantDefaults.V1:
         errors.add("expiration", "is required", code="required")
+    try:
+        checked_instant(request.effective_at, "effectiveAt")
+    except InvalidInput as error:
+        errors.errors.extend(error.errors)
     recurrence_interval = None
     if request.recurrence is not None:
         try:
-            recurrence_interval = Interval.parse(
-                request.recurrence.interval, field="recurrence.interval"
+            if request.recurrence.anchor is not None:
+                checked_instant(request.recurrence.anchor, "recurrence.anchor")
+            recurrence_interval = checked_interval(
+                Interval.parse(request.recurrence.interval, field="recurrence.interval"),
+                "recurrence.interval",
             )
         except InvalidInput as error:
             errors.errors.extend(error.errors)

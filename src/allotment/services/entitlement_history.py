@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from allotment.domain.history import History, build_history, history_query, plan_history
+from allotment.domain.instants import checked_instant
 from allotment.errors import InvalidInput
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
@@ -34,6 +35,8 @@ def entitlement_history(
     not after the start, an unknown window size or time zone, or too many windows.
     """
     now = context.clock()
+    start = None if start is None else checked_instant(start, "from")
+    end = None if end is None else checked_instant(end, "to")
     with context.database.unit_of_work() as uow:
         customer = require_owner(uow, owner)
         entitlement = resolve_entitlement(uow, customer, id_or_feature_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from allotment.domain.instants import checked_instant
 from allotment.errors import InvalidInput
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
@@ -38,7 +39,7 @@ def reset_entitlement(
     current period start, in the minute of the last reset, or before a later reset.
     """
     now = context.clock()
-    requested = effective_at or now
+    requested = now if effective_at is None else checked_instant(effective_at, "effectiveAt")
     with context.database.unit_of_work(write=True) as uow:
         customer = require_owner(uow, owner)
         entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))

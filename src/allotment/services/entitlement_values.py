@@ -20,7 +20,7 @@ from allotment.domain.access import (
 )
 from allotment.domain.customers import Customer
 from allotment.domain.entitlements import Entitlement, EntitlementType
-from allotment.domain.time import ensure_utc
+from allotment.domain.instants import checked_instant
 from allotment.errors import NotFound
 from allotment.ids import is_ulid
 from allotment.services.context import ServiceContext
@@ -44,7 +44,7 @@ def entitlement_value(
     `hasAccess: false`; an id-shaped value that names no entitlement of the owner is NotFound
     (ids are never feature keys). Raises NotFound for an unknown owner.
     """
-    t = ensure_utc(at or context.clock(), "time")
+    t = checked_instant(at or context.clock(), "time")
     with context.database.unit_of_work() as uow:
         customer = find_owner(uow, owner)
         if customer is None:
@@ -63,7 +63,7 @@ def customer_access(
     context: ServiceContext, customer_id_or_key: str, at: datetime | None = None
 ) -> dict[str, EntitlementValue]:
     """Every entitlement the customer holds at `at` (default now), by feature key."""
-    t = ensure_utc(at or context.clock(), "time")
+    t = checked_instant(at or context.clock(), "time")
     with context.database.unit_of_work() as uow:
         customer = resolve_customer(uow, customer_id_or_key)
         active = uow.entitlements.active_for_customer(customer.id, t)

@@ -32,9 +32,9 @@ from allotment.domain.features import Feature
 from allotment.domain.grant_requests import GrantDefaults, new_grant, with_prefix
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.periods import Period
-from allotment.domain.text import is_storable_text
+from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
 from allotment.domain.usage_periods import ManualReset
-from allotment.errors import Conflict, InvalidInput, NotFound
+from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
@@ -208,6 +208,12 @@ def list_entitlements(
     """Every customer's entitlements matching `filters` (deleted ones only when asked);
     `exclude_inactive` drops those not active now."""
     now = context.clock()
+    check_filter_values(
+        ("feature", filters.features),
+        ("subject", filters.subject_keys),
+        ("customerKeys", filters.customer_keys),
+        ("customerIds", filters.customer_ids),
+    )
     if exclude_inactive:
         filters = replace(filters, active_at=now)
     with context.database.unit_of_work() as uow:
@@ -215,6 +221,15 @@ def list_entitlements(
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def check_filter_values(*filters: tuple[str, Sequence[str]]) -> None:
+    """List filters are compared in SQL: a value no database can hold is a 400 naming it."""
+    errors = ErrorList()
+    for field, values in filters:
+        if not all(is_storable_text(value) for value in values):
+            errors.add(field, UNSTORABLE_TEXT)
+    errors.raise_if_any("invalid filter")
 
 
 def _duplicate(feature_key: str, existing_id: str) -> Conflict:

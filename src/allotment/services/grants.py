@@ -18,9 +18,9 @@ from allotment.domain.entitlements import (
 )
 from allotment.domain.grant_requests import GrantDefaults, GrantRequest, new_grant
 from allotment.domain.grants import validate_void
+from allotment.domain.instants import checked_instant
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.text import is_storable_text
-from allotment.domain.time import ensure_utc
 from allotment.errors import InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
@@ -31,6 +31,7 @@ from allotment.services.entitlement_owners import (
     require_owner,
     resolve_entitlement,
 )
+from allotment.services.entitlements import check_filter_values
 from allotment.storage import UnitOfWork
 
 
@@ -81,7 +82,7 @@ def void_grant(context: ServiceContext, grant_id: str, at: datetime | None = Non
     its entitlement), a void in the future, or before the current usage period's start.
     """
     now = context.clock()
-    requested = ensure_utc(at, "at") if at is not None else now
+    requested = checked_instant(at, "at") if at is not None else now
     with context.database.unit_of_work(write=True) as uow:
         found = _grant(uow, grant_id)
         entitlement = uow.entitlements.get(found.entitlement_id)
@@ -125,6 +126,11 @@ def list_grants(
     order_by: GrantOrderBy = GrantOrderBy.CREATED_AT,
 ) -> ListResult[GrantView]:
     """Grants of every customer matching `filters`."""
+    check_filter_values(
+        ("feature", filters.features),
+        ("customer", filters.customers),
+        ("subject", filters.subject_keys),
+    )
     now = context.clock()
     with context.database.unit_of_work() as uow:
         return _search(uow, filters, window, order, order_by, now)

@@ -22,6 +22,9 @@ from allotment.errors import PreconditionFailed
 from allotment.services.customers import subject_keys_of
 from allotment.storage import UnitOfWork
 
+WINDOWS_PER_QUERY = 5_000
+"""Three parameters a window, well under PostgreSQL's 65,535 parameters a statement."""
+
 
 @dataclass(frozen=True)
 class MeteredInputs:
@@ -84,7 +87,7 @@ def _meter(
     meter = meters.get(slug)
     if meter is None:
         # A deleted meter's events still measure the entitlements it backed.
-        meter = uow.meters.find(slug)
+        meter = uow.meters.get_live_by_slug(slug) or uow.meters.find(slug)
         if meter is None:
             raise PreconditionFailed(
                 f"meter '{slug}' of feature '{feature.key}' no longer exists, so the usage of "
@@ -114,14 +117,17 @@ def _equality_filters(entitlement: Entitlement, feature: Feature) -> dict[str, s
 def usage_in(
     uow: UnitOfWork, inputs: MeteredInputs, windows: Sequence[UsageWindow]
 ) -> dict[UsageWindow, Decimal]:
-    """The usage of every window the engine planned, in one meter query."""
-    if not windows:
-        return {}
+    """The usage of every window the engine planned: one meter query, or one per
+    WINDOWS_PER_QUERY windows for a long history (a query's parameters are bounded)."""
     unique = list(dict.fromkeys(windows))
-    values = uow.usage.usage_in_windows(
-        inputs.meter,
-        inputs.subject_keys,
-        inputs.group_filters,
-        windows=[(w.start, w.end, w.period_start) for w in unique],
-    )
-    return dict(zip(unique, values, strict=True))
+    usage: dict[UsageWindow, Decimal] = {}
+    for first in range(0, len(unique), WINDOWS_PER_QUERY):
+        batch = unique[first : first + WINDOWS_PER_QUERY]
+        values = uow.usage.usage_in_windows(
+            inputs.meter,
+            inputs.subject_keys,
+            inputs.group_filters,
+            windows=[(w.start, w.end, w.period_start) for w in batch],
+        )
+        usage.update(zip(batch, values, strict=True))
+    return usage
