@@ -99,6 +99,27 @@ def test_static_and_boolean_show_their_type_and_values(catalogue: TestClient) ->
     }
 
 
+def test_amounts_are_exact_decimals_on_the_wire(catalogue: TestClient) -> None:
+    _create_metered(catalogue)
+    grant = {
+        "amount": 0.3,
+        "effectiveAt": "2024-01-15T12:00:00Z",
+        "expiration": {"duration": "DAY", "count": 1},
+    }
+    assert catalogue.post(f"{SUBJECT}/ai_tokens/grants", json=grant).status_code == 201
+    send_usage(catalogue, 0.1, "2024-01-15T12:01:00Z")
+    send_usage(catalogue, 0.2, "2024-01-15T12:02:00Z")
+    value = catalogue.get(f"{SUBJECT}/ai_tokens/value", params={"time": "2024-01-15T13:00:00Z"})
+    assert value.json() == {
+        "hasAccess": False,
+        "balance": 0,
+        "usage": 0.3,
+        "overage": 0,
+        "totalAvailableGrantAmount": 0.3,
+    }
+    assert b'"balance":0,' in value.content
+
+
 def test_v1_grants_always_show_an_expiration(catalogue: TestClient) -> None:
     entitlement = _create_metered(catalogue, issueAfterReset=1000)
     response = catalogue.post(

@@ -10,6 +10,7 @@ branch on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -119,7 +120,7 @@ class EntitlementCreateV2(EntitlementCreate):
             changes["issue_after_reset_priority"] = self.issue.priority
         if self.grants is not None:
             changes["grants"] = tuple(grant.to_request() for grant in self.grants)
-        return EntitlementRequest(**{**request.__dict__, **changes}) if changes else request
+        return replace(request, **changes)
 
 
 def _measure_usage_from(value: str | None) -> MeasureUsageFromPreset | datetime | None:
