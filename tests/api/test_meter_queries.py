@@ -311,8 +311,20 @@ def test_event_from_hides_older_usage(client: TestClient) -> None:
         ({"from": "tomorrow"}, ["from"]),
         ({"filterGroupBy[colour]": "red"}, ["filterGroupBy.colour"]),
         ({"filterGroupBy": "[1, 2]"}, ["filterGroupBy"]),
+        ({"advancedMeterGroupByFilters": "model=a"}, ["advancedMeterGroupByFilters"]),
         (
-            {"advancedMeterGroupByFilters": '{"model": {"$eq": "a"}}'},
+            {"advancedMeterGroupByFilters": '{"model": {"$eq": ""}}'},
+            ["advancedMeterGroupByFilters.model.$eq"],
+        ),
+        (
+            {"advancedMeterGroupByFilters": '{"colour": {"$eq": "red"}}'},
+            ["advancedMeterGroupByFilters.colour"],
+        ),
+        (
+            {
+                "advancedMeterGroupByFilters": '{"model": {"$eq": "a"}}',
+                "filterGroupBy[model]": "a",
+            },
             ["advancedMeterGroupByFilters"],
         ),
     ],
@@ -465,3 +477,31 @@ def test_values_beyond_64_bits_and_doubles_are_still_numbers(client: TestClient)
     assert values == {"big": float(2**70), "huge": 1.7976931348623157e308}
     listed = client.get("/api/v1/events", params={"subject": "big"}).json()
     assert listed[0]["event"]["data"] == {"tokens": 2**70}
+
+
+def test_advanced_group_by_filters_get_and_post(client: TestClient) -> None:
+    create_meter(client)
+    ingest(
+        client,
+        ("2024-01-15T10:00:00Z", "acme", {"tokens": 1, "model": "gpt-4"}),
+        ("2024-01-15T10:00:00Z", "acme", {"tokens": 2, "model": "gpt-4o-mini"}),
+        ("2024-01-15T10:00:00Z", "acme", {"tokens": 4, "model": "GPT-5"}),
+        ("2024-01-15T10:00:00Z", "acme", {"tokens": 8, "model": "claude"}),
+        ("2024-01-15T10:00:00Z", "acme", {"tokens": 16}),
+    )
+
+    def total(filters: dict[str, Any]) -> list[Any]:
+        got = query(client, advancedMeterGroupByFilters=json.dumps({"model": filters}))["data"]
+        posted = client.post(
+            "/api/v1/meters/tokens/query", json={"advancedMeterGroupByFilters": {"model": filters}}
+        )
+        assert [r["value"] for r in posted.json()["data"]] == [r["value"] for r in got]
+        return [r["value"] for r in got]
+
+    assert total({"$like": "gpt%"}) == [3]
+    assert total({"$ilike": "gpt%"}) == [7]
+    # A missing model is not like anything, so it passes the negative operators.
+    assert total({"$nilike": "gpt%"}) == [24]
+    assert total({"$in": ["claude", "GPT-5"]}) == [12]
+    assert total({"$and": [{"$like": "gpt%"}, {"$ne": "gpt-4"}]}) == [2]
+    assert total({"$eq": "o1"}) == []

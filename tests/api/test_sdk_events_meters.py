@@ -107,6 +107,11 @@ def test_query_json_windows_zones_subjects_and_groups(metered: Client) -> None:
     ]
     gpt = metered.meters.query_json("tokens", filter_group_by={"model": "gpt-4"})
     assert [r.value for r in gpt.data] == [136.5]
+    # The SDK sends these as JSON (plain dicts; its FilterString models do not serialise).
+    not_gpt = metered.meters.query_json(
+        "tokens", advanced_meter_group_by_filters={"model": {"$nlike": "gpt%"}}
+    )
+    assert [r.value for r in not_gpt.data] == [50.0]
 
 
 def test_query_post_and_csv(metered: Client) -> None:

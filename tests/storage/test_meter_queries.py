@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     Aggregation,
     Meter,
@@ -250,3 +251,45 @@ def test_subjects_and_group_values_lists(database: Database) -> None:
         assert uow.meters.subjects(definition, None, None) == ["amy", "zed"]
         assert uow.meters.subjects(definition, T + timedelta(seconds=1), None) == []
         assert uow.meters.group_values(definition, "model", None, None) == ["a", "b"]
+
+
+MODELS: list[Any] = ["gpt-4", "gpt-4o", "GPT-4o", "claude", "100%", "1000", "b", "B", "", None]
+FILTERS: list[dict[str, Any]] = [
+    {"$eq": "gpt-4"},
+    {"$ne": "gpt-4"},
+    {"$in": ["b", "claude"]},
+    {"$nin": ["b", "claude"]},
+    {"$like": "gpt%"},
+    {"$ilike": "gpt%"},
+    {"$nlike": "gpt_4%"},
+    {"$nilike": "GPT%"},
+    {"$like": "100\\%"},
+    {"$like": "%0_"},
+    {"$gt": "b"},
+    {"$gte": "B"},
+    {"$lt": "b"},
+    {"$lte": "1000"},
+    {"$and": [{"$like": "gpt%"}, {"$ne": "gpt-4"}]},
+    {"$or": [{"$eq": "b"}, {"$ilike": "claude"}]},
+]
+
+
+@pytest.mark.parametrize("raw", FILTERS, ids=[str(f) for f in FILTERS])
+def test_database_filters_agree_with_the_domain(database: Database, raw: dict[str, Any]) -> None:
+    store(
+        database,
+        [
+            event(f"e{i}", T, {"tokens": 1, "model": model}, subject=f"s{i}")
+            for i, model in enumerate(MODELS)
+        ],
+    )
+    store(database, [event("missing", T, {"tokens": 1}, subject="missing")])
+    condition = parse_filter(raw, "filter")
+    definition = meter(group_by={"model": "$.model"})
+    buckets = aggregate(
+        database, definition, advanced_filters={"model": condition}, group_by=("subject",)
+    )
+    expected = {f"s{i}" for i, model in enumerate(MODELS) if condition.matches(model)}
+    if condition.matches(None):
+        expected.add("missing")
+    assert {b.subject for b in buckets} == expected

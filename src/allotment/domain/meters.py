@@ -35,6 +35,7 @@ from functools import cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo, available_timezones
 
+from allotment.domain.group_filters import StringFilter
 from allotment.errors import ErrorList
 
 SLUG_PATTERN: Final = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -482,6 +483,8 @@ class MeterQuery:
     customer_ids: Sequence[str] = ()
     group_by: Sequence[str] = ()
     filter_group_by: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    advanced_filters: Mapping[str, StringFilter] = field(default_factory=dict)
+    """Group-by key -> filter on its value (`advancedMeterGroupByFilters`)."""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -551,6 +554,16 @@ def check_query(meter: Meter, query: MeterQuery) -> tuple[Grouping, ErrorList]:
             )
         elif not values:
             errors.add(f"filterGroupBy.{key}", "give at least one value")
+    for key in query.advanced_filters:
+        if key not in meter.group_by:
+            errors.add(
+                f"advancedMeterGroupByFilters.{key}",
+                f"invalid filter: {key!r} is not a group-by key of the meter",
+            )
+    if query.advanced_filters and query.filter_group_by:
+        errors.add(
+            "advancedMeterGroupByFilters", "cannot be combined with filterGroupBy; use one of them"
+        )
     return Grouping(by_subject=by_subject, by_customer=by_customer, keys=tuple(keys)), errors
 
 

@@ -36,6 +36,8 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    not_,
+    or_,
     select,
     true,
     type_coerce,
@@ -45,6 +47,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.sql.expression import column
 from sqlalchemy.types import UserDefinedType
 
+from allotment.domain.group_filters import NEGATIVE, StringFilter
 from allotment.domain.meters import (
     NUMERIC_STRING_PATTERN,
     Aggregation,
@@ -114,6 +117,15 @@ class MeterDialect:
     ) -> ColumnElement[Any]:
         raise NotImplementedError
 
+    def like(
+        self, value: ColumnElement[Any], pattern: str, ignore_case: bool
+    ) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def code_point_order(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value` compared by code point, whatever the database's default collation."""
+        return value
+
     def counted(self, meter: Meter) -> ColumnElement[Any]:
         """What the aggregate reads per event: the number, the unique key, or 1 for COUNT."""
         path = meter.value_path
@@ -172,6 +184,15 @@ class _Postgres(MeterDialect):
 
     def group_value(self, path: JsonPath) -> ColumnElement[Any]:
         return self._text(path)
+
+    def like(
+        self, value: ColumnElement[Any], pattern: str, ignore_case: bool
+    ) -> ColumnElement[Any]:
+        # PostgreSQL's LIKE already escapes with a backslash, as the domain's patterns do.
+        return value.ilike(pattern) if ignore_case else value.like(pattern)
+
+    def code_point_order(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        return value.collate("C")
 
     def window_start(self, size: WindowSize, zone: str) -> ColumnElement[Any]:
         if zone == "UTC" and size in _UNITS_MICROSECONDS:
@@ -244,6 +265,12 @@ class _Sqlite(MeterDialect):
             else_=self._json_text(path),
         )
 
+    def like(
+        self, value: ColumnElement[Any], pattern: str, ignore_case: bool
+    ) -> ColumnElement[Any]:
+        # SQLite's LIKE ignores ASCII case and has no escape by default: use the domain's rule.
+        return func.allotment_like(value, literal(pattern, Text), literal(ignore_case)) == 1
+
     def window_start(self, size: WindowSize, zone: str) -> ColumnElement[Any]:
         return func.allotment_window_start(
             _event_time, literal(size.value, Text), literal(zone, Text), type_=BigInteger
@@ -296,6 +323,38 @@ class EventScope:
     """None: every subject; otherwise only these (an empty list matches nothing)."""
     group_filters: Mapping[str, Sequence[str]] | None = None
     """Meter group-by key -> accepted values (exact match)."""
+    advanced_filters: Mapping[str, StringFilter] | None = None
+    """Meter group-by key -> filter its value must pass."""
+
+
+def _filter_condition(
+    dialect: MeterDialect, value: ColumnElement[Any], condition: StringFilter
+) -> ColumnElement[bool]:
+    """`condition` in SQL, matching what `StringFilter.matches` says (a missing value passes
+    the negative operators only)."""
+    operator, operand = condition.operator, condition.operand
+    if operator in ("$and", "$or"):
+        parts = [_filter_condition(dialect, value, f) for f in operand]  # type: ignore[arg-type]
+        return and_(*parts) if operator == "$and" else or_(*parts)
+    chosen: ColumnElement[Any]
+    if operator in ("$in", "$nin"):
+        chosen = value.in_(list(operand))
+    elif operator in ("$like", "$nlike", "$ilike", "$nilike"):
+        chosen = dialect.like(value, str(operand), ignore_case=operator in ("$ilike", "$nilike"))
+    else:
+        ordered = dialect.code_point_order(value)
+        text = literal(str(operand), Text)
+        chosen = {
+            "$eq": value == text,
+            "$ne": value == text,
+            "$gt": ordered > text,
+            "$gte": ordered >= text,
+            "$lt": ordered < text,
+            "$lte": ordered <= text,
+        }[operator]
+    if operator in NEGATIVE:
+        return or_(value.is_(None), not_(chosen))
+    return and_(value.is_not(None), chosen)
 
 
 def scoped_events(
@@ -318,6 +377,9 @@ def scoped_events(
     group_paths = meter.group_paths
     for key, accepted in (scope.group_filters or {}).items():
         conditions.append(dialect.group_value(group_paths[key]).in_(list(accepted)))
+    for key, condition in (scope.advanced_filters or {}).items():
+        value = dialect.group_value(group_paths[key])
+        conditions.append(_filter_condition(dialect, value, condition))
     return select(*columns).where(*conditions)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from allotment.domain.group_filters import like_regex
 from allotment.domain.meters import (
     WindowSize,
     parse_number,
@@ -90,6 +91,13 @@ def window_start_micros(micros: int | None, size: str, zone_name: str) -> int | 
     if start.astimezone(zone).utcoffset() == last_instant.astimezone(zone).utcoffset():
         _last_windows[key] = (start_micros, (end - _EPOCH) // _ONE_MICROSECOND)
     return start_micros
+
+
+def like(value: str | None, pattern: str, ignore_case: int) -> int | None:
+    """`allotment_like(value, pattern, ignore_case)`: the domain's LIKE (1, 0, or NULL)."""
+    if value is None:
+        return None
+    return int(like_regex(pattern, ignore_case=bool(ignore_case)).fullmatch(value) is not None)
 
 
 class _Sum:
@@ -169,6 +177,7 @@ def register(connection: sqlite3.Connection) -> None:
     """Called by the engine's connect hook for every new SQLite connection."""
     connection.create_function("allotment_number", 1, meter_number, deterministic=True)
     connection.create_function("allotment_unique_key", 1, unique_key, deterministic=True)
+    connection.create_function("allotment_like", 3, like, deterministic=True)
     connection.create_function("allotment_window_start", 3, window_start_micros, deterministic=True)
     # typeshed describes aggregates with integer steps only; these take text and integers.
     aggregates: list[tuple[str, int, Any]] = [

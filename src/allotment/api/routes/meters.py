@@ -22,6 +22,7 @@ from allotment.api.schemas.meters import (
     query_result_to_csv,
     query_result_to_wire,
 )
+from allotment.domain.group_filters import StringFilter, parse_filter
 from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
@@ -158,12 +159,29 @@ def _parse_filter_object(text: str) -> dict[str, Any]:
     return parsed
 
 
-def _reject_advanced_filters(filters: object) -> None:
-    if filters:
-        raise InvalidInput(
-            "advancedMeterGroupByFilters is not supported yet; use filterGroupBy (exact match)",
-            field="advancedMeterGroupByFilters",
-        )
+def _advanced_filters(raw: object) -> dict[str, StringFilter]:
+    """`advancedMeterGroupByFilters`: group-by key -> FilterString (a JSON text on GET)."""
+    field = "advancedMeterGroupByFilters"
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidInput(
+                'must be a JSON object such as {"model": {"$in": ["gpt-4", "gpt-4o"]}}',
+                field=field,
+            ) from None
+    if not isinstance(raw, dict):
+        raise InvalidInput("must be an object: group-by key -> filter", field=field)
+    filters: dict[str, StringFilter] = {}
+    for key, value in raw.items():
+        try:
+            filters[str(key)] = parse_filter(value, f"{field}.{key}")
+        except ValueError as error:
+            # The domain's message starts with the field it is about.
+            raise InvalidInput(str(error), field=str(error).partition(": ")[0]) from None
+    return filters
 
 
 def _wants_csv(request: Request) -> bool:
@@ -201,6 +219,7 @@ def _meter_query(
     customer_ids: Sequence[str] | None,
     group_by: Sequence[str] | None,
     filter_group_by: Mapping[str, Sequence[str]] | None,
+    advanced_filters: Mapping[str, StringFilter],
 ) -> MeterQuery:
     return MeterQuery(
         from_time=from_time,
@@ -211,6 +230,7 @@ def _meter_query(
         customer_ids=tuple(customer_ids or ()),
         group_by=tuple(group_by or ()),
         filter_group_by={key: tuple(values) for key, values in (filter_group_by or {}).items()},
+        advanced_filters=advanced_filters,
     )
 
 
@@ -251,10 +271,13 @@ def query_meter(
     filter_customer_id: Annotated[list[str] | None, Query(alias="filterCustomerId")] = None,
     group_by: Annotated[list[str] | None, Query(alias="groupBy")] = None,
     advanced_meter_group_by_filters: Annotated[
-        str | None, Query(alias="advancedMeterGroupByFilters")
+        str | None,
+        Query(
+            alias="advancedMeterGroupByFilters",
+            description='A JSON object: group-by key -> filter, e.g. {"model": {"$like": "gpt%"}}.',
+        ),
     ] = None,
 ) -> Response:
-    _reject_advanced_filters(advanced_meter_group_by_filters)
     query = _meter_query(
         from_time=from_time,
         to_time=to_time,
@@ -264,6 +287,7 @@ def query_meter(
         customer_ids=filter_customer_id,
         group_by=group_by,
         filter_group_by=_filter_group_by_parameters(request),
+        advanced_filters=_advanced_filters(advanced_meter_group_by_filters),
     )
     return _query_response(request, context, meter_id_or_slug, query)
 
@@ -282,7 +306,6 @@ def query_meter_post(
     body: Annotated[MeterQueryRequest | None, Body()] = None,
 ) -> Response:
     body = body or MeterQueryRequest()
-    _reject_advanced_filters(body.advanced_meter_group_by_filters)
     query = _meter_query(
         from_time=body.from_time,
         to_time=body.to_time,
@@ -292,6 +315,7 @@ def query_meter_post(
         customer_ids=body.filter_customer_id,
         group_by=body.group_by,
         filter_group_by=body.filter_group_by,
+        advanced_filters=_advanced_filters(body.advanced_meter_group_by_filters),
     )
     return _query_response(request, context, meter_id_or_slug, query)
 

@@ -114,7 +114,9 @@ class MeterQueryRequest(WireModel):
         None, description="Group-by key -> accepted values (exact match)."
     )
     advanced_meter_group_by_filters: dict[str, Any] | None = Field(
-        None, description="Not supported yet: use filterGroupBy."
+        None,
+        description="Group-by key -> filter ($eq $ne $in $nin $like $nlike $ilike $nilike "
+        "$gt $gte $lt $lte $and $or); not together with filterGroupBy.",
     )
     group_by: list[str] | None = None
 

@@ -191,6 +191,7 @@ class MeterRepository(Repository):
             to_time=query.to_time,
             subjects=_subject_filter(query.subjects, customer_subjects),
             group_filters=query.filter_group_by,
+            advanced_filters=query.advanced_filters,
         )
         extra: list[ColumnElement[Any]] = []
         if query.window_size is not None:
