@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event as sqlalchemy_event
 
+from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import Aggregation, Meter
 from allotment.errors import InvalidInput
 from allotment.storage import Database
@@ -79,6 +80,15 @@ def test_subjects_and_group_filters(usage: Database) -> None:
         Decimal(10),
     ]
     assert read(usage, model_meter, subjects=[]) == [0, 0, 0, 0]
+    with usage.unit_of_work() as uow:
+        not_gpt = uow.usage.usage_in_windows(
+            model_meter,
+            ["acme"],
+            {},
+            WINDOWS,
+            advanced_filters={"model": parse_filter({"$nlike": "gpt%"}, "model")},
+        )
+    assert not_gpt == [Decimal(0), Decimal(25), Decimal(0), Decimal(0)]
 
 
 def test_unique_count_counts_a_value_once_per_period(usage: Database) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -417,11 +417,10 @@ def usage_in_ranges(
         .cte("ranges")
     )
     # The ranges' hull bounds the scan; the join puts each event in its ranges.
-    bounded = EventScope(
+    bounded = replace(
+        scope,
         from_time=min(start for start, _ in ranges),
         to_time=max(end for _, end in ranges),
-        subjects=scope.subjects,
-        group_filters=scope.group_filters,
     )
     counted = counted_events(meter, dialect, bounded)
     value = dialect.aggregate(meter.aggregation, counted.c.value, counted.c.time, counted.c.seq)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import Aggregation, Meter
 from allotment.errors import InvalidInput
 from allotment.storage.meter_sql import EventScope, for_dialect, to_decimal, usage_in_ranges
@@ -22,6 +23,7 @@ class UsageRepository(Repository):
         subjects: Sequence[str],
         group_filters: Mapping[str, str],
         windows: Sequence[UsageWindow],
+        advanced_filters: Mapping[str, StringFilter] | None = None,
     ) -> list[Decimal]:
         """The meter's usage in each window, for events of `subjects` whose group-by values
         equal `group_filters`, in one query. Events before the meter's `event_from` never count.
@@ -35,7 +37,7 @@ class UsageRepository(Repository):
         """
         if not windows:
             return []
-        unknown = sorted(set(group_filters) - set(meter.group_by))
+        unknown = sorted((set(group_filters) | set(advanced_filters or {})) - set(meter.group_by))
         if unknown:
             raise InvalidInput(
                 f"meter {meter.slug} has no group-by key {', '.join(map(repr, unknown))}",
@@ -53,6 +55,7 @@ class UsageRepository(Repository):
         scope = EventScope(
             subjects=list(dict.fromkeys(subjects)),
             group_filters={key: [value] for key, value in group_filters.items()},
+            advanced_filters=advanced_filters,
         )
         statement = usage_in_ranges(meter, for_dialect(self.dialect), scope, ranges)
         found = {
