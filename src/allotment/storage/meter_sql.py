@@ -405,10 +405,10 @@ def usage_in_ranges(
     scope: EventScope,
     ranges: Sequence[tuple[datetime, datetime]],
 ) -> Select[Any]:
-    """One row `(idx, value)` per range `[start, end)` that holds countable events."""
+    """One row `(range_index, value)` per range `[start, end)` that holds countable events."""
     table = (
         values(
-            column("idx", Integer),
+            column("range_index", Integer),
             column("range_start", BigInteger),
             column("range_end", BigInteger),
             name="ranges",
@@ -425,7 +425,7 @@ def usage_in_ranges(
     counted = counted_events(meter, dialect, bounded)
     value = dialect.aggregate(meter.aggregation, counted.c.value, counted.c.time, counted.c.seq)
     return (
-        select(table.c.idx, value.label("value"))
+        select(table.c.range_index, value.label("value"))
         .select_from(
             table.join(
                 counted,
@@ -433,5 +433,5 @@ def usage_in_ranges(
             )
         )
         .where(counted.c.value.is_not(None))
-        .group_by(table.c.idx)
+        .group_by(table.c.range_index)
     )
