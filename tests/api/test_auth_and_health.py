@@ -71,6 +71,13 @@ def test_scopes(anonymous_client: TestClient, context: ServiceContext) -> None:
     assert call("POST", "/api/v1/events", read, json=event).status_code == 403
     meter = {"slug": "m", "aggregation": "COUNT", "eventType": "prompt"}
     assert call("POST", "/api/v1/meters", read, json=meter).status_code == 403
+    # Querying a meter is a read, in its POST form too (the SDK's meters.query uses it).
+    _, admin = api_keys.create_key(context, "admin")
+    assert call("POST", "/api/v1/meters", admin, json=meter).status_code == 201
+    query = call("POST", "/api/v1/meters/m/query", read, json={})
+    assert query.status_code == 200
+    assert query.json()["data"][0]["value"] == 1
+    assert call("POST", "/api/v1/meters/m/query", ingest, json={}).status_code == 403
 
 
 def test_openapi_document_is_served_and_declares_bearer_auth(client: TestClient) -> None:

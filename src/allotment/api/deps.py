@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,13 +21,19 @@ Context = Annotated[ServiceContext, Depends(get_context)]
 
 
 def required_action(request: Request) -> Action:
-    """What a request needs its key to allow: ingest for POST /api/v1/events, read for GETs,
-    manage for every other write."""
-    if request.method == "POST" and request.url.path.rstrip("/") == "/api/v1/events":
+    """What a request needs its key to allow: ingest for POST /api/v1/events, read for GETs and
+    for the POST form of a meter query (a read with a body), manage for every other write."""
+    path = request.url.path.rstrip("/")
+    if request.method == "POST" and path == "/api/v1/events":
         return Action.INGEST
     if request.method in ("GET", "HEAD"):
         return Action.READ
+    if request.method == "POST" and _METER_QUERY.match(path):
+        return Action.READ
     return Action.MANAGE
+
+
+_METER_QUERY = re.compile(r"^/api/v1/meters/[^/]+/query$")
 
 
 def _bearer_token(request: Request) -> str | None:
