@@ -59,7 +59,7 @@ def test_create_fills_both_filter_forms(client: TestClient, tokens_meter: str) -
     assert client.get("/api/v1/features/gpt4_tokens").json() == body
 
 
-def test_advanced_equality_filters_are_accepted_and_others_refused(
+def test_advanced_filters_of_every_operator_are_accepted_and_echoed(
     client: TestClient, tokens_meter: str
 ) -> None:
     body = {"key": "gpt4", "name": "GPT-4", "meterSlug": tokens_meter}
@@ -71,17 +71,90 @@ def test_advanced_equality_filters_are_accepted_and_others_refused(
     assert response.json()["meterGroupByFilters"] == {"model": "gpt-4"}
     assert response.json()["advancedMeterGroupByFilters"] == {"model": {"$eq": "gpt-4"}}
 
-    refused = client.post(
+    family = {"model": {"$in": ["gpt-4", "gpt-4o"]}, "type": {"$eq": "input"}}
+    created = client.post(
+        "/api/v1/features",
+        json={**body, "key": "gpt4_family", "advancedMeterGroupByFilters": family},
+    )
+    assert created.status_code == 201, created.text
+    # The legacy map shows the plain equalities; the advanced form shows every filter.
+    assert created.json()["meterGroupByFilters"] == {"type": "input"}
+    assert created.json()["advancedMeterGroupByFilters"] == family
+    read = client.get(f"/api/v1/features/{created.json()['id']}").json()
+    assert read["advancedMeterGroupByFilters"] == family
+
+
+# Usage events of customer acme: (tokens, model, type); None leaves the property out.
+FILTERED_USAGE = [
+    (1, "gpt-4o", "input"),
+    (2, "gpt-4o-mini", "input"),
+    (32, "gpt-4o", "output"),
+    (4, "gpt-4", "input"),
+    (8, "o1-mini", "input"),
+    (16, None, "input"),
+]
+
+
+@pytest.mark.parametrize(
+    ("filters", "legacy", "counted"),
+    [
+        ({"model": {"$in": ["gpt-4o", "gpt-4o-mini"]}}, None, 1 + 2 + 32),
+        (
+            {"model": {"$in": ["gpt-4o", "gpt-4o-mini"]}, "type": {"$eq": "input"}},
+            {"type": "input"},
+            1 + 2,
+        ),
+        ({"model": {"$like": "%mini"}}, None, 2 + 8),
+        # An event without a model is not like anything: the negative operators count it.
+        ({"model": {"$nlike": "gpt%"}}, None, 8 + 16),
+    ],
+)
+def test_balances_count_only_the_usage_the_feature_filters_match(
+    client: TestClient,
+    tokens_meter: str,
+    filters: dict[str, Any],
+    legacy: dict[str, str] | None,
+    counted: int,
+) -> None:
+    feature = client.post(
         "/api/v1/features",
         json={
-            **body,
-            "key": "gpt4_family",
-            "advancedMeterGroupByFilters": {"model": {"$in": ["gpt-4", "gpt-4o"]}},
+            "key": "filtered_tokens",
+            "name": "Filtered tokens",
+            "meterSlug": tokens_meter,
+            "advancedMeterGroupByFilters": filters,
         },
     )
-    problem = _problem(refused, 400)
-    assert _fields(problem) == ["advancedMeterGroupByFilters.model"]
-    assert "$in is not supported yet" in problem["detail"]
+    assert feature.status_code == 201, feature.text
+    assert feature.json()["advancedMeterGroupByFilters"] == filters
+    assert feature.json().get("meterGroupByFilters") == legacy
+    customer = {"key": "acme", "name": "ACME", "usageAttribution": {"subjectKeys": ["acme"]}}
+    assert client.post("/api/v1/customers", json=customer).status_code == 201
+    entitlement = {
+        "type": "metered",
+        "featureKey": "filtered_tokens",
+        "usagePeriod": {"interval": "MONTH", "anchor": "2024-01-01T00:00:00Z"},
+        "issueAfterReset": 100,
+    }
+    created = client.post("/api/v2/customers/acme/entitlements", json=entitlement)
+    assert created.status_code == 201, created.text
+    for index, (tokens, model, kind) in enumerate(FILTERED_USAGE):
+        data: dict[str, Any] = {"tokens": tokens, "type": kind}
+        if model is not None:
+            data["model"] = model
+        event = {
+            "specversion": "1.0",
+            "id": f"usage-{index}",
+            "source": "tests",
+            "type": "prompt",
+            "subject": "acme",
+            "time": "2024-01-15T10:00:00Z",
+            "data": data,
+        }
+        assert client.post("/api/v1/events", json=event).status_code == 204
+
+    value = client.get("/api/v2/customers/acme/entitlements/filtered_tokens/value").json()
+    assert (value["usage"], value["balance"]) == (counted, 100 - counted)
 
 
 @pytest.mark.parametrize(

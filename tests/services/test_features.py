@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from allotment.domain.features import FeatureFilter, FeatureOrderBy, NewFeature
-from allotment.domain.group_by_filters import StringFilter
+from allotment.domain.group_filters import StringFilter
 from allotment.domain.listing import SortOrder, Window
 from allotment.errors import Conflict, InvalidInput, NotFound
 from allotment.services import features

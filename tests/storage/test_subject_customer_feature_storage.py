@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from allotment.domain.customers import Address, Customer, CustomerFilter
 from allotment.domain.features import Feature
-from allotment.domain.group_by_filters import StringFilter
+from allotment.domain.group_filters import StringFilter
 from allotment.domain.listing import Window
 from allotment.domain.subjects import Subject
 from allotment.storage import Database

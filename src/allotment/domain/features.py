@@ -7,9 +7,9 @@ Rules:
   id for history and keeps its entitlements working, but takes no new entitlements.
 - A metered feature names a meter whose aggregation is SUM, COUNT, UNIQUE_COUNT or LATEST (the
   ones a balance can be burnt from).
-- Group-by filters restrict the meter's usage to events whose group-by values match; each filter
-  names one of the meter's group-by keys. A feature without a meter has no filters. For now only
-  `$eq` filters are accepted (see APPLICABLE_OPERATORS).
+- Group-by filters restrict the meter's usage to events whose group-by values match (any
+  `FilterString` operator, with the meaning of `group_filters.py`, balances included); each
+  filter names one of the meter's group-by keys. A feature without a meter has no filters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from allotment.domain.group_by_filters import StringFilter, operand_text, parse_string_filter
+from allotment.domain.group_filters import StringFilter, filter_text, parse_filter
 from allotment.domain.listing import SortOrder
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import ErrorList, InvalidInput
@@ -30,8 +30,6 @@ KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 KEY_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 256
 METERED_AGGREGATIONS = frozenset({"SUM", "COUNT", "UNIQUE_COUNT", "LATEST"})
-# What usage queries and balances can apply today; the parser knows every FilterString operator.
-APPLICABLE_OPERATORS = frozenset({"$eq"})
 
 _ULID_SHAPE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
 
@@ -114,10 +112,9 @@ def group_by_filters_from_wire(
             continue
         try:
             if equality:
-                value = operand_text(document, f"{wire_name}.{key}")
-                filters[key] = StringFilter("$eq", value)
+                filters[key] = StringFilter("$eq", filter_text(document, f"{wire_name}.{key}"))
             else:
-                filters[key] = parse_string_filter(document, field=f"{wire_name}.{key}")
+                filters[key] = parse_filter(document, f"{wire_name}.{key}")
         except InvalidInput as error:
             errors.errors.extend(error.errors)
     errors.raise_if_any("invalid group-by filters")
@@ -148,14 +145,6 @@ def validate_new_feature(feature: NewFeature) -> None:
         errors.add("metadata", UNSTORABLE_TEXT)
     if feature.group_by_filters and feature.meter_slug is None:
         errors.add("meterGroupByFilters", "group-by filters need a meterSlug")
-    for key, filter_ in sorted(feature.group_by_filters.items()):
-        if filter_.operator not in APPLICABLE_OPERATORS:
-            errors.add(
-                f"advancedMeterGroupByFilters.{key}",
-                f"{filter_.operator} is not supported yet: usage and balances apply only "
-                "$eq filters, and a filter they ignored would count usage it should not",
-                code="unsupported",
-            )
     errors.raise_if_any("invalid feature")
 
 

@@ -1,4 +1,8 @@
-"""Filters on group-by values (OpenMeter's `FilterString`), and what each one matches.
+"""Filters on group-by values (OpenMeter's `FilterString`): what each one matches, and reading one.
+
+Features store them to restrict which usage counts towards balances; meter queries take them as
+`advancedMeterGroupByFilters`. `StringFilter.matches` is the reference meaning: the SQL both
+databases run (`storage/meter_sql.py`) is tested against it.
 
 A filter is an object with exactly one operator:
 
@@ -22,12 +26,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
+from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
+from allotment.errors import FieldError, InvalidInput
+
 COMPARISONS: Final = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 MEMBERSHIP: Final = frozenset({"$in", "$nin"})
 PATTERNS: Final = frozenset({"$like", "$nlike", "$ilike", "$nilike"})
 COMBINATIONS: Final = frozenset({"$and", "$or"})
 NEGATIVE: Final = frozenset({"$ne", "$nin", "$nlike", "$nilike"})
 OPERATORS: Final = COMPARISONS | MEMBERSHIP | PATTERNS | COMBINATIONS
+# Deep enough for any real rule, shallow enough that no request can exhaust the stack.
 DEPTH_MAX: Final = 8
 LIST_LENGTH_MAX: Final = 100
 
@@ -54,6 +62,18 @@ class StringFilter:
             pattern = like_regex(str(operand), ignore_case=operator in ("$ilike", "$nilike"))
             return (pattern.fullmatch(value) is not None) == (operator in ("$like", "$ilike"))
         return _COMPARE[operator](value, str(operand))
+
+    def to_document(self) -> dict[str, object]:
+        """The JSON form, as sent on the wire and stored."""
+        if self.operator in COMBINATIONS:
+            return {
+                self.operator: [
+                    child.to_document() for child in self.operand if isinstance(child, StringFilter)
+                ]
+            }
+        if self.operator in MEMBERSHIP:
+            return {self.operator: list(self.operand)}
+        return {self.operator: self.operand}
 
 
 _COMPARE: Final[dict[str, Callable[[str, str], bool]]] = {
@@ -89,40 +109,54 @@ def like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
     return re.compile("".join(parts), flags)
 
 
-def parse_filter(raw: object, field: str, depth: int = 0) -> StringFilter:
-    """Read a filter from parsed JSON; ValueError names the field and says what is wrong."""
+def parse_filter(raw: object, field: str) -> StringFilter:
+    """Read a filter from parsed JSON; InvalidInput names the exact place that is wrong
+    (`field.$in.1`), and its message starts with that place too."""
+    return _parse(raw, field, depth=1)
+
+
+def filter_text(value: object, field: str) -> str:
+    """A string operand: non-empty, as OpenMeter requires, and storable by both databases."""
+    if not isinstance(value, str) or not value:
+        raise _refused(field, "give a non-empty string")
+    if not is_storable_text(value):
+        raise _refused(field, UNSTORABLE_TEXT)
+    return value
+
+
+def _parse(raw: object, field: str, depth: int) -> StringFilter:
     if depth > DEPTH_MAX:
-        raise ValueError(f"{field}: filters nest at most {DEPTH_MAX} levels")
+        raise _refused(field, f"filters nest at most {DEPTH_MAX} levels")
     if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise ValueError(f"{field}: give an object with exactly one operator, e.g. {{'$eq': 'x'}}")
+        raise _refused(field, "give an object with exactly one operator, e.g. {'$eq': 'x'}")
     ((operator, operand),) = raw.items()
     if operator not in OPERATORS:
         allowed = ", ".join(sorted(OPERATORS))
-        raise ValueError(f"{field}: unknown operator {operator!r}; use one of {allowed}")
+        raise _refused(field, f"unknown operator {operator!r}; use one of {allowed}")
     where = f"{field}.{operator}"
     if operator in COMBINATIONS:
         items = _list(operand, where)
         return StringFilter(
             operator,
-            tuple(parse_filter(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(items)),
+            tuple(_parse(item, f"{where}.{i}", depth + 1) for i, item in enumerate(items)),
         )
     if operator in MEMBERSHIP:
+        items = _list(operand, where)
         return StringFilter(
-            operator,
-            tuple(_text(item, f"{where}[{i}]") for i, item in enumerate(_list(operand, where))),
+            operator, tuple(filter_text(item, f"{where}.{i}") for i, item in enumerate(items))
         )
-    return StringFilter(operator, _text(operand, where))
+    return StringFilter(operator, filter_text(operand, where))
 
 
 def _list(operand: object, where: str) -> Sequence[object]:
     if not isinstance(operand, list) or not operand:
-        raise ValueError(f"{where}: give a non-empty list")
+        raise _refused(where, "give a non-empty list")
     if len(operand) > LIST_LENGTH_MAX:
-        raise ValueError(f"{where}: at most {LIST_LENGTH_MAX} items")
+        raise _refused(where, f"at most {LIST_LENGTH_MAX} items")
     return operand
 
 
-def _text(operand: object, where: str) -> str:
-    if not isinstance(operand, str) or not operand:
-        raise ValueError(f"{where}: give a non-empty string")
-    return operand
+def _refused(field: str, problem: str) -> InvalidInput:
+    # The message leads with the place, so a one-line detail says where; the field error keeps
+    # the bare problem for lists that name the field beside it.
+    return InvalidInput(f"{field}: {problem}", errors=[FieldError(field=field, message=problem)])

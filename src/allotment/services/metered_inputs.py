@@ -17,6 +17,7 @@ from allotment.domain.customers import Customer
 from allotment.domain.entitlements import Entitlement
 from allotment.domain.features import Feature
 from allotment.domain.grants import Grant
+from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import Meter
 from allotment.errors import PreconditionFailed
 from allotment.services.customers import subject_keys_of
@@ -35,7 +36,8 @@ class MeteredInputs:
     grants: tuple[Grant, ...]
     meter: Meter
     subject_keys: tuple[str, ...]
-    group_filters: Mapping[str, str]
+    group_filters: Mapping[str, StringFilter]
+    """The feature's group-by filters: only the usage they match counts."""
 
 
 def metered_inputs(
@@ -70,7 +72,7 @@ def metered_inputs(
             grants=tuple(g.to_engine() for g in grants[entitlement.id]),
             meter=meter,
             subject_keys=subject_keys,
-            group_filters=_equality_filters(entitlement, feature),
+            group_filters=feature.group_by_filters,
         )
     return result
 
@@ -98,22 +100,6 @@ def _meter(
     return meter
 
 
-def _equality_filters(entitlement: Entitlement, feature: Feature) -> dict[str, str]:
-    """The feature's group-by filters as the usage query takes them (value equality).
-
-    Refuses, rather than ignores, a filter of another kind: counting usage it should exclude
-    would give a wrong balance.
-    """
-    equality = feature.equality_filters
-    if len(equality) != len(feature.group_by_filters):
-        raise PreconditionFailed(
-            f"feature '{feature.key}' of entitlement {entitlement.id} filters usage with "
-            "operators other than $eq, which balances cannot apply yet",
-            field="featureKey",
-        )
-    return equality
-
-
 def usage_in(
     uow: UnitOfWork, inputs: MeteredInputs, windows: Sequence[UsageWindow]
 ) -> dict[UsageWindow, Decimal]:
@@ -126,8 +112,9 @@ def usage_in(
         values = uow.usage.usage_in_windows(
             inputs.meter,
             inputs.subject_keys,
-            inputs.group_filters,
+            group_filters={},
             windows=[(w.start, w.end, w.period_start) for w in batch],
+            advanced_filters=inputs.group_filters,
         )
         usage.update(zip(batch, values, strict=True))
     return usage

@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field
 from allotment.api.schemas.common import KEY_PATTERN, UtcDateTime, WireModel
 from allotment.domain import features as rules
 from allotment.domain.features import Feature, NewFeature, group_by_filters_from_wire
-from allotment.domain.group_by_filters import StringFilter
+from allotment.domain.group_filters import StringFilter
 
 
 class FilterString(WireModel):

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from allotment.domain.features import Feature, FeatureFilter, FeatureOrderBy
-from allotment.domain.group_by_filters import StringFilter, parse_string_filter
+from allotment.domain.group_filters import StringFilter, parse_filter
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import features
@@ -30,8 +30,7 @@ def _filters_from_document(document: Mapping[str, Any] | None) -> dict[str, Stri
     if not document:
         return {}
     return {
-        key: parse_string_filter(value, field=f"meterGroupByFilters.{key}")
-        for key, value in document.items()
+        key: parse_filter(value, f"meterGroupByFilters.{key}") for key, value in document.items()
     }
 
 
