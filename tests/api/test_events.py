@@ -277,6 +277,8 @@ def test_listing_filters(client: TestClient, clock: SettableClock) -> None:
             "ingestedAtTo",
         ),
         ({"from": "last week"}, "from"),
+        ({"from": "1969-12-31T23:59:59Z"}, "from"),
+        ({"ingestedAtTo": "8000-01-01T00:00:00Z"}, "ingestedAtTo"),
     ],
 )
 def test_listing_rejects_bad_filters(
@@ -316,7 +318,7 @@ def test_listing_shows_and_filters_by_customer(client: TestClient, context: Serv
 
 
 @pytest.mark.parametrize(
-    "time", ["1969-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"]
+    "time", ["1969-12-31T23:59:59Z", "8000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"]
 )
 def test_event_times_must_be_plausible(client: TestClient, time: str) -> None:
     response = post(client, [cloud_event("ok"), cloud_event("far", time=time)])

@@ -452,18 +452,28 @@ def test_inputs_no_database_can_hold_are_refused(client: TestClient) -> None:
         json={"slug": "x", "aggregation": "COUNT", "eventType": "p", "description": "\x00"},
     )
     assert problem_fields(meter) == ["body"]
-    # The calendar's far ends in a query are fine: windows come from event times.
+    # The ends of the client range are fine in a query: windows come from event times.
     extreme = query(
         client,
         windowSize="MONTH",
         windowTimeZone="Pacific/Kiritimati",
-        **{"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"},
+        **{"from": "1970-01-01T00:00:00Z", "to": "7999-12-31T23:59:59Z"},
     )
     # Kiritimati was UTC-10:40 in 1969 and is UTC+14 now: the months start accordingly.
     assert [(r["windowStart"], r["value"]) for r in extreme["data"]] == [
         ("1969-12-01T10:40:00Z", 1),
         ("2999-12-31T10:00:00Z", 2),
     ]
+    # Beyond them, a query is refused naming the bound, on GET and POST alike.
+    for bounds, field in (
+        ({"from": "1969-12-31T23:59:59Z"}, "from"),
+        ({"to": "8000-01-01T00:00:00Z"}, "to"),
+    ):
+        assert problem_fields(client.get("/api/v1/meters/tokens/query", params=bounds)) == [field]
+        posted = client.post("/api/v1/meters/tokens/query", json=bounds)
+        assert problem_fields(posted) == [field]
+        subjects = client.get("/api/v1/meters/tokens/subjects", params=bounds)
+        assert problem_fields(subjects) == [field]
 
 
 def test_values_beyond_64_bits_and_doubles_are_still_numbers(client: TestClient) -> None:

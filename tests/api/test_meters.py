@@ -87,6 +87,8 @@ def test_a_count_meter_needs_no_value_property_and_is_named_after_its_slug(
         ({"groupBy": {"subject": "$.s"}}, ["groupBy.subject"]),
         ({"groupBy": {"again": "$.tokens"}}, ["groupBy.again"]),
         ({"eventFrom": "2024-01-01T00:00:00"}, ["eventFrom"]),
+        ({"eventFrom": "1969-12-31T23:59:59Z"}, ["eventFrom"]),
+        ({"eventFrom": "8000-01-01T00:00:00Z"}, ["eventFrom"]),
         ({"metadata": {"n": 1}}, ["metadata.n"]),
         ({"name": ""}, ["name"]),
     ],

@@ -5,6 +5,7 @@ Rules:
 - `(source, id)` identifies an event. A second event with the same pair is a duplicate and is
   ignored however often it is sent, inside one batch or across retries; the first one stays.
 - `time` is when the usage happened; an event sent without one happened when it was received.
+  A time sent lies in the client range of `instants.py` (1970 to 7999).
 - `data` is a JSON object or absent; meters read their values out of it (see `meters.py`).
 - An event is stored whether or not a meter can count it: a meter that cannot read a value from
   it skips it, and the event listing says why (`validation_error`).
@@ -14,21 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from allotment.domain.instants import is_client_instant
 from allotment.domain.meters import Meter
 
 SPEC_VERSION: Final = "1.0"
 """The only CloudEvents version there is; an event that leaves it out is taken to mean it."""
 
 LIST_LIMIT_MAX: Final = 100
-
-EVENT_TIME_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
-EVENT_TIME_MAX: Final = datetime(3000, 1, 1, tzinfo=UTC)
-"""Event times lie in `[EVENT_TIME_MIN, EVENT_TIME_MAX)`: usage before the Unix epoch or a
-millennium ahead is a bug in the sender (seconds read as milliseconds, a placeholder date), and
-the bounds keep every window and range computed from event times far from the calendar's ends."""
 
 
 class Event(NamedTuple):
@@ -94,4 +90,4 @@ def validation_error(event: Event, meters: Iterable[Meter]) -> str | None:
 
 
 def time_out_of_range(event: Event) -> bool:
-    return event.time is not None and not EVENT_TIME_MIN <= event.time < EVENT_TIME_MAX
+    return event.time is not None and not is_client_instant(event.time)

@@ -36,6 +36,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, available_timezones
 
 from allotment.domain.group_filters import StringFilter
+from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
 from allotment.errors import ErrorList
 
 SLUG_PATTERN: Final = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -340,6 +341,8 @@ def check_definition(definition: MeterDefinition) -> ErrorList:
     if not definition.event_type or len(definition.event_type) > EVENT_TYPE_LENGTH_MAX:
         errors.add("eventType", f"must be 1 to {EVENT_TYPE_LENGTH_MAX} characters")
     _check_texts(errors, definition.name, definition.description)
+    if definition.event_from is not None and not is_client_instant(definition.event_from):
+        errors.add("eventFrom", OUT_OF_RANGE)
     value_property = definition.value_property
     if definition.aggregation is Aggregation.COUNT:
         if value_property is not None:
@@ -514,6 +517,9 @@ LIST_LENGTH_MAX: Final = 100
 def check_query(meter: Meter, query: MeterQuery) -> tuple[Grouping, ErrorList]:
     """Validate `query` against `meter`; returns the grouping it implies and the errors found."""
     errors = ErrorList()
+    for name, instant in (("from", query.from_time), ("to", query.to_time)):
+        if instant is not None and not is_client_instant(instant):
+            errors.add(name, OUT_OF_RANGE)
     if (
         query.from_time is not None
         and query.to_time is not None

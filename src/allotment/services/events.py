@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from allotment.domain.events import (
-    EVENT_TIME_MAX,
-    EVENT_TIME_MIN,
     LIST_LIMIT_MAX,
     Event,
     EventFilter,
@@ -15,6 +13,7 @@ from allotment.domain.events import (
     time_out_of_range,
     validation_error,
 )
+from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
 from allotment.errors import ErrorList, InvalidInput
 from allotment.services.context import ServiceContext
 
@@ -31,10 +30,7 @@ def ingest(context: ServiceContext, batch: Sequence[Event]) -> int:
     errors = ErrorList()
     for index, event in enumerate(batch):
         if time_out_of_range(event):
-            errors.add(
-                f"[{index}].time",
-                f"must be from {EVENT_TIME_MIN.year} to {EVENT_TIME_MAX.year - 1}",
-            )
+            errors.add(f"[{index}].time", OUT_OF_RANGE)
     errors.raise_if_any("invalid events; nothing was stored")
     received_at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
@@ -53,12 +49,15 @@ def list_events(
     errors = ErrorList()
     if not 1 <= event_filter.limit <= LIST_LIMIT_MAX:
         errors.add("limit", f"must be between 1 and {LIST_LIMIT_MAX}")
-    for earlier, later, name in (
-        (event_filter.time_from, event_filter.time_to, "to"),
-        (event_filter.ingested_from, event_filter.ingested_to, "ingestedAtTo"),
+    for earlier, later, start_name, end_name in (
+        (event_filter.time_from, event_filter.time_to, "from", "to"),
+        (event_filter.ingested_from, event_filter.ingested_to, "ingestedAtFrom", "ingestedAtTo"),
     ):
+        for instant, name in ((earlier, start_name), (later, end_name)):
+            if instant is not None and not is_client_instant(instant):
+                errors.add(name, OUT_OF_RANGE)
         if earlier is not None and later is not None and later < earlier:
-            errors.add(name, "must not be before the start of the range")
+            errors.add(end_name, "must not be before the start of the range")
     errors.raise_if_any("invalid event query")
     with context.database.unit_of_work() as uow:
         if customer_ids:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from allotment.domain.instants import checked_instant
 from allotment.domain.meters import (
     SUBJECT_GROUP,
     Meter,
@@ -203,6 +204,9 @@ def query_meter(context: ServiceContext, id_or_slug: str, query: MeterQuery) -> 
 
 
 def _check_range(from_time: datetime | None, to_time: datetime | None) -> None:
+    for name, instant in (("from", from_time), ("to", to_time)):
+        if instant is not None:
+            checked_instant(instant, name)
     if from_time is not None and to_time is not None and from_time >= to_time:
         raise InvalidInput("to must be after from", field="to")
 

@@ -21,13 +21,8 @@ from pydantic_core import from_json
 from typing_extensions import TypedDict
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.domain.events import (
-    EVENT_TIME_MAX,
-    EVENT_TIME_MIN,
-    SPEC_VERSION,
-    Event,
-    ListedEvent,
-)
+from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
+from allotment.domain.instants import EARLIEST, LATEST
 from allotment.errors import FieldError, InvalidInput
 
 SINGLE_CONTENT_TYPE = "application/cloudevents+json"
@@ -51,9 +46,7 @@ class CloudEventBody(TypedDict):
     specversion: NotRequired[Literal["1.0"]]
     type: _Text256
     subject: _Text256
-    time: NotRequired[
-        Annotated[AwareDatetime, Field(strict=True, ge=EVENT_TIME_MIN, lt=EVENT_TIME_MAX)] | None
-    ]
+    time: NotRequired[Annotated[AwareDatetime, Field(strict=True, ge=EARLIEST, lt=LATEST)] | None]
     datacontenttype: NotRequired[Literal["application/json"] | None]
     dataschema: NotRequired[Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None]
     data: NotRequired[dict[str, Any] | None]
