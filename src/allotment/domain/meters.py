@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from allotment.domain.group_filters import StringFilter
 from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
+from allotment.domain.time import truncate_to_minute
 from allotment.errors import ErrorList
 
 SLUG_PATTERN: Final = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
@@ -461,10 +462,6 @@ def window_end(start: datetime, size: WindowSize, zone: ZoneInfo) -> datetime:
     return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
 
 
-def floor_to_minute(instant: datetime) -> datetime:
-    return instant.astimezone(UTC).replace(second=0, microsecond=0)
-
-
 # ---------------------------------------------------------------------------------------------
 # Queries
 
@@ -598,11 +595,11 @@ def whole_range_bounds(
 ) -> tuple[datetime, datetime]:
     """Bounds of an unwindowed row: the query range, or else the events' span floored to the
     minute, with the end one minute past the latest event (so the range holds it)."""
-    start = query.from_time if query.from_time is not None else floor_to_minute(earliest)
+    start = query.from_time if query.from_time is not None else truncate_to_minute(earliest)
     end = (
         query.to_time
         if query.to_time is not None
-        else floor_to_minute(latest) + timedelta(minutes=1)
+        else truncate_to_minute(latest) + timedelta(minutes=1)
     )
     return start, end
 
