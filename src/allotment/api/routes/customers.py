@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, Response
 from allotment.api.deps import Context
 from allotment.api.schemas.common import Page
 from allotment.api.schemas.customers import CustomerBody, CustomerResponse
+from allotment.api.schemas.query_params import PageList
 from allotment.domain.customers import CustomerFilter, CustomerOrderBy
-from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortOrder, Window
+from allotment.domain.listing import SortOrder
 from allotment.services import customers
 
 router = APIRouter(tags=["customers"])
@@ -29,10 +30,7 @@ def create_customer(context: Context, body: CustomerBody) -> CustomerResponse:
 @router.get("/api/v1/customers", response_model_exclude_none=True)
 def list_customers(
     context: Context,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = (
-        DEFAULT_PAGE_SIZE
-    ),
+    shape: PageList,
     order: SortOrder = SortOrder.ASC,
     order_by: Annotated[CustomerOrderBy, Query(alias="orderBy")] = CustomerOrderBy.NAME,
     include_deleted: Annotated[bool, Query(alias="includeDeleted")] = False,
@@ -58,13 +56,8 @@ def list_customers(
         order_by=order_by,
         order=order,
     )
-    result = customers.list_customers(context, criteria, Window.of_page(page, page_size))
-    return Page[CustomerResponse](
-        items=[CustomerResponse.of(customer) for customer in result.items],
-        page=page,
-        page_size=page_size,
-        total_count=result.total_count,
-    )
+    result = customers.list_customers(context, criteria, shape.window)
+    return shape.paginated([CustomerResponse.of(c) for c in result.items], result.total_count)
 
 
 @router.get("/api/v1/customers/{customerIdOrKey}", response_model_exclude_none=True)

@@ -6,10 +6,11 @@ Also the v1 customer check-access routes (`/api/v1/customers/{c}/access` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from allotment.api.deps import Context
 from allotment.api.schemas.common import Page, UtcDateTime
@@ -26,24 +27,17 @@ from allotment.api.schemas.entitlements import (
     entitlement_v1,
     entitlement_v2,
 )
-from allotment.api.schemas.list_params import (
-    Limit,
-    Offset,
-    PageNumber,
-    PageSize,
-    legacy_shape,
-    v2_shape,
-)
+from allotment.api.schemas.query_params import LegacyList, PageList, V2List
 from allotment.domain.entitlements import EntitlementFilter, EntitlementOrderBy, EntitlementType
 from allotment.domain.history import WindowSize
-from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortOrder, Window
+from allotment.domain.listing import SortOrder
 from allotment.services import (
     entitlement_history,
     entitlement_resets,
     entitlement_values,
     entitlements,
 )
-from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
+from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectOwner
 
 router = APIRouter(tags=["entitlements"])
 
@@ -84,6 +78,39 @@ HistoryTimeZone = Annotated[str, Query(alias="windowTimeZone", min_length=1, max
 ResetInput = Annotated[ResetBody | None, Body()]
 
 
+def _subject_owner(subject: SubjectIdOrKey) -> SubjectOwner:
+    return SubjectOwner(subject)
+
+
+def _customer_owner(customer: CustomerIdOrKey) -> CustomerOwner:
+    return CustomerOwner(customer)
+
+
+# The owner a path names: v1 routes by `{subjectIdOrKey}`, v2 routes by `{customerIdOrKey}`.
+BySubject = Annotated[SubjectOwner, Depends(_subject_owner)]
+ByCustomer = Annotated[CustomerOwner, Depends(_customer_owner)]
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    window_size: WindowSize
+    start: datetime | None
+    end: datetime | None
+    time_zone: str
+
+
+def _history_query(
+    window_size: HistoryWindowSize,
+    start: HistoryFrom = None,
+    end: HistoryTo = None,
+    time_zone: HistoryTimeZone = "UTC",
+) -> HistoryQuery:
+    return HistoryQuery(window_size, start, end, time_zone)
+
+
+History = Annotated[HistoryQuery, Depends(_history_query)]
+
+
 # -- v1: subject-keyed ------------------------------------------------------------------------
 
 
@@ -93,21 +120,18 @@ ResetInput = Annotated[ResetBody | None, Body()]
     response_model_exclude_none=True,
 )
 def create_subject_entitlement(
-    context: Context, subject: SubjectIdOrKey, body: EntitlementCreate
+    context: Context, owner: BySubject, body: EntitlementCreate
 ) -> EntitlementV1:
     """A subject with no customer yet gets one (key = the subject key). 409 when the subject's
     customer already has an active entitlement for the feature."""
-    view = entitlements.create_entitlement(context, SubjectOwner(subject), body.to_request())
-    return entitlement_v1(view)
+    return entitlement_v1(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
 @router.get("/api/v1/subjects/{subjectIdOrKey}/entitlements", response_model_exclude_none=True)
 def list_subject_entitlements(
-    context: Context, subject: SubjectIdOrKey, include_deleted: IncludeDeleted = False
+    context: Context, owner: BySubject, include_deleted: IncludeDeleted = False
 ) -> list[EntitlementV1]:
-    result = entitlements.list_owner_entitlements(
-        context, SubjectOwner(subject), include_deleted=include_deleted
-    )
+    result = entitlements.list_owner_entitlements(context, owner, include_deleted=include_deleted)
     return [entitlement_v1(view) for view in result.items]
 
 
@@ -116,18 +140,17 @@ def list_subject_entitlements(
     response_model_exclude_none=True,
 )
 def get_subject_entitlement(
-    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId
+    context: Context, owner: BySubject, entitlement: EntitlementId
 ) -> EntitlementV1:
-    return entitlement_v1(entitlements.get_entitlement(context, SubjectOwner(subject), entitlement))
+    return entitlement_v1(entitlements.get_entitlement(context, owner, entitlement))
 
 
 @router.delete("/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}", status_code=204)
 def delete_subject_entitlement(
-    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId
+    context: Context, owner: BySubject, entitlement: EntitlementId
 ) -> Response:
     """Ends it now; reads of earlier times still see it. Its grants end with it."""
-    entitlements.delete_entitlement(context, SubjectOwner(subject), entitlement)
-    return Response(status_code=204)
+    return _delete(context, owner, entitlement)
 
 
 @router.put(
@@ -137,14 +160,12 @@ def delete_subject_entitlement(
 )
 def override_subject_entitlement(
     context: Context,
-    subject: SubjectIdOrKey,
+    owner: BySubject,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreate,
 ) -> EntitlementV1:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(
-        context, SubjectOwner(subject), entitlement, body.to_request()
-    )
+    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
     return entitlement_v1(view)
 
 
@@ -153,13 +174,10 @@ def override_subject_entitlement(
     response_model_exclude_none=True,
 )
 def subject_entitlement_value(
-    context: Context,
-    subject: SubjectIdOrKey,
-    entitlement: EntitlementIdOrFeatureKey,
-    time: Time = None,
+    context: Context, owner: BySubject, entitlement: EntitlementIdOrFeatureKey, time: Time = None
 ) -> EntitlementValueOut:
     """`hasAccess: false` for a feature the subject has no entitlement for."""
-    value = entitlement_values.entitlement_value(context, SubjectOwner(subject), entitlement, time)
+    value = entitlement_values.entitlement_value(context, owner, entitlement, time)
     return EntitlementValueOut.of(value)
 
 
@@ -168,24 +186,18 @@ def subject_entitlement_value(
     response_model_exclude_none=True,
 )
 def subject_entitlement_history(
-    context: Context,
-    subject: SubjectIdOrKey,
-    entitlement: EntitlementId,
-    window_size: HistoryWindowSize,
-    start: HistoryFrom = None,
-    end: HistoryTo = None,
-    time_zone: HistoryTimeZone = "UTC",
+    context: Context, owner: BySubject, entitlement: EntitlementId, query: History
 ) -> WindowedBalanceHistoryOut:
-    return _history(context, SubjectOwner(subject), entitlement, window_size, start, end, time_zone)
+    return _history(context, owner, entitlement, query)
 
 
 @router.post(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset", status_code=204
 )
 def reset_subject_entitlement(
-    context: Context, subject: SubjectIdOrKey, entitlement: EntitlementId, body: ResetInput = None
+    context: Context, owner: BySubject, entitlement: EntitlementId, body: ResetInput = None
 ) -> Response:
-    return _reset(context, SubjectOwner(subject), entitlement, body)
+    return _reset(context, owner, entitlement, body)
 
 
 # -- v2: customer-keyed -----------------------------------------------------------------------
@@ -197,39 +209,30 @@ def reset_subject_entitlement(
     response_model_exclude_none=True,
 )
 def create_customer_entitlement(
-    context: Context, customer: CustomerIdOrKey, body: EntitlementCreateV2
+    context: Context, owner: ByCustomer, body: EntitlementCreateV2
 ) -> EntitlementV2:
     """409 when the customer already has an active entitlement for the feature."""
-    view = entitlements.create_entitlement(context, CustomerOwner(customer), body.to_request())
-    return entitlement_v2(view)
+    return entitlement_v2(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
 @router.get("/api/v2/customers/{customerIdOrKey}/entitlements", response_model_exclude_none=True)
 def list_customer_entitlements(
     context: Context,
-    customer: CustomerIdOrKey,
+    owner: ByCustomer,
+    shape: PageList,
     include_deleted: IncludeDeleted = False,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = (
-        DEFAULT_PAGE_SIZE
-    ),
     order: Order = SortOrder.ASC,
     order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
 ) -> Page[EntitlementV2]:
     result = entitlements.list_owner_entitlements(
         context,
-        CustomerOwner(customer),
+        owner,
         include_deleted=include_deleted,
-        window=Window.of_page(page, page_size),
+        window=shape.window,
         order=order,
         order_by=order_by,
     )
-    return Page[EntitlementV2](
-        items=[entitlement_v2(view) for view in result.items],
-        page=page,
-        page_size=page_size,
-        total_count=result.total_count,
-    )
+    return shape.paginated([entitlement_v2(view) for view in result.items], result.total_count)
 
 
 @router.get(
@@ -237,10 +240,9 @@ def list_customer_entitlements(
     response_model_exclude_none=True,
 )
 def get_customer_entitlement(
-    context: Context, customer: CustomerIdOrKey, entitlement: EntitlementIdOrFeatureKey
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey
 ) -> EntitlementV2:
-    view = entitlements.get_entitlement(context, CustomerOwner(customer), entitlement)
-    return entitlement_v2(view)
+    return entitlement_v2(entitlements.get_entitlement(context, owner, entitlement))
 
 
 @router.delete(
@@ -248,11 +250,10 @@ def get_customer_entitlement(
     status_code=204,
 )
 def delete_customer_entitlement(
-    context: Context, customer: CustomerIdOrKey, entitlement: EntitlementIdOrFeatureKey
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey
 ) -> Response:
     """Ends it now; reads of earlier times still see it. Its grants end with it."""
-    entitlements.delete_entitlement(context, CustomerOwner(customer), entitlement)
-    return Response(status_code=204)
+    return _delete(context, owner, entitlement)
 
 
 @router.put(
@@ -262,14 +263,12 @@ def delete_customer_entitlement(
 )
 def override_customer_entitlement(
     context: Context,
-    customer: CustomerIdOrKey,
+    owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreateV2,
 ) -> EntitlementV2:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(
-        context, CustomerOwner(customer), entitlement, body.to_request()
-    )
+    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
     return entitlement_v2(view)
 
 
@@ -278,15 +277,10 @@ def override_customer_entitlement(
     response_model_exclude_none=True,
 )
 def customer_entitlement_value(
-    context: Context,
-    customer: CustomerIdOrKey,
-    entitlement: EntitlementIdOrFeatureKey,
-    time: Time = None,
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, time: Time = None
 ) -> EntitlementValueV2Out:
     """`hasAccess: false` for a feature the customer has no entitlement for."""
-    value = entitlement_values.entitlement_value(
-        context, CustomerOwner(customer), entitlement, time
-    )
+    value = entitlement_values.entitlement_value(context, owner, entitlement, time)
     return EntitlementValueV2Out.of(value)
 
 
@@ -295,17 +289,9 @@ def customer_entitlement_value(
     response_model_exclude_none=True,
 )
 def customer_entitlement_history(
-    context: Context,
-    customer: CustomerIdOrKey,
-    entitlement: EntitlementIdOrFeatureKey,
-    window_size: HistoryWindowSize,
-    start: HistoryFrom = None,
-    end: HistoryTo = None,
-    time_zone: HistoryTimeZone = "UTC",
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, query: History
 ) -> WindowedBalanceHistoryOut:
-    return _history(
-        context, CustomerOwner(customer), entitlement, window_size, start, end, time_zone
-    )
+    return _history(context, owner, entitlement, query)
 
 
 @router.post(
@@ -314,11 +300,11 @@ def customer_entitlement_history(
 )
 def reset_customer_entitlement(
     context: Context,
-    customer: CustomerIdOrKey,
+    owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: ResetInput = None,
 ) -> Response:
-    return _reset(context, CustomerOwner(customer), entitlement, body)
+    return _reset(context, owner, entitlement, body)
 
 
 # -- every customer ---------------------------------------------------------------------------
@@ -331,19 +317,15 @@ def reset_customer_entitlement(
 )
 def list_all_entitlements_v1(
     context: Context,
+    shape: LegacyList,
     feature: Features = [],  # noqa: B006 - FastAPI copies query defaults
     subject: Annotated[list[str], Query(description="Subject keys")] = [],  # noqa: B006
     entitlement_type: Types = [],  # noqa: B006
     exclude_inactive: ExcludeInactive = False,
-    page: PageNumber = None,
-    page_size: PageSize = None,
-    offset: Offset = None,
-    limit: Limit = None,
     order: Order = SortOrder.ASC,
     order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
 ) -> list[EntitlementV1] | Page[EntitlementV1]:
     """A bare array unless `page` or `pageSize` is sent (then the paginated object)."""
-    shape = legacy_shape(page, page_size, offset, limit)
     result = entitlements.list_entitlements(
         context,
         EntitlementFilter(subject_keys=subject, features=feature, types=entitlement_type),
@@ -363,20 +345,16 @@ def get_any_entitlement_v1(context: Context, entitlement: EntitlementId) -> Enti
 @router.get("/api/v2/entitlements", response_model_exclude_none=True)
 def list_all_entitlements_v2(
     context: Context,
+    shape: V2List,
     feature: Features = [],  # noqa: B006
     customer_keys: Annotated[list[str], Query(alias="customerKeys")] = [],  # noqa: B006
     customer_ids: Annotated[list[str], Query(alias="customerIds")] = [],  # noqa: B006
     entitlement_type: Types = [],  # noqa: B006
     exclude_inactive: ExcludeInactive = False,
-    page: PageNumber = None,
-    page_size: PageSize = None,
-    offset: Offset = None,
-    limit: Limit = None,
     order: Order = SortOrder.ASC,
     order_by: OrderBy = EntitlementOrderBy.CREATED_AT,
 ) -> Page[EntitlementV2]:
     """Page mode, or limit/offset mode (then `page` and `pageSize` read 0)."""
-    shape = v2_shape(page, page_size, offset, limit)
     result = entitlements.list_entitlements(
         context,
         EntitlementFilter(
@@ -422,12 +400,10 @@ def customer_access(
     response_model_exclude_none=True,
 )
 def customer_feature_value(
-    context: Context, customer: CustomerIdOrKey, feature_key: FeatureKey, time: Time = None
+    context: Context, owner: ByCustomer, feature_key: FeatureKey, time: Time = None
 ) -> EntitlementValueOut:
     """`{"hasAccess": false}` when the customer has no entitlement for the feature."""
-    value = entitlement_values.entitlement_value(
-        context, CustomerOwner(customer), feature_key, time
-    )
+    value = entitlement_values.entitlement_value(context, owner, feature_key, time)
     return EntitlementValueOut.of(value)
 
 
@@ -435,32 +411,26 @@ def customer_feature_value(
 
 
 def _history(
-    context: Context,
-    owner: CustomerOwner | SubjectOwner,
-    entitlement: str,
-    window_size: WindowSize,
-    start: datetime | None,
-    end: datetime | None,
-    time_zone: str,
+    context: Context, owner: Owner, entitlement: str, query: HistoryQuery
 ) -> WindowedBalanceHistoryOut:
     history = entitlement_history.entitlement_history(
         context,
         owner,
         entitlement,
-        window_size=window_size.value,
-        start=start,
-        end=end,
-        time_zone=time_zone,
+        window_size=query.window_size.value,
+        start=query.start,
+        end=query.end,
+        time_zone=query.time_zone,
     )
     return WindowedBalanceHistoryOut.of(history)
 
 
-def _reset(
-    context: Context,
-    owner: CustomerOwner | SubjectOwner,
-    entitlement: str,
-    body: ResetBody | None,
-) -> Response:
+def _delete(context: Context, owner: Owner, entitlement: str) -> Response:
+    entitlements.delete_entitlement(context, owner, entitlement)
+    return Response(status_code=204)
+
+
+def _reset(context: Context, owner: Owner, entitlement: str, body: ResetBody | None) -> Response:
     body = body or ResetBody()
     entitlement_resets.reset_entitlement(
         context,

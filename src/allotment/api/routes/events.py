@@ -17,6 +17,7 @@ from allotment.api.schemas.events import (
     parse_events,
     reject_nul_in_url,
 )
+from allotment.api.schemas.query_params import ClientId, FromTime, ToTime
 from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
 from allotment.services import events as events_service
 from allotment.services.context import ServiceContext
@@ -60,7 +61,7 @@ async def ingest_events(request: Request, context: Context) -> Response:
 )
 def list_events(
     context: Context,
-    client_id: Annotated[str | None, Query(alias="clientId", min_length=1, max_length=36)] = None,
+    client_id: ClientId = None,
     ingested_at_from: Annotated[UtcDateTime | None, Query(alias="ingestedAtFrom")] = None,
     ingested_at_to: Annotated[UtcDateTime | None, Query(alias="ingestedAtTo")] = None,
     id: Annotated[str | None, Query(description="Matches ids containing this text.")] = None,
@@ -68,8 +69,8 @@ def list_events(
         str | None, Query(description="Matches subjects containing this text.")
     ] = None,
     customer_id: Annotated[list[str] | None, Query(alias="customerId")] = None,
-    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
-    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_MAX,
 ) -> Response:
     event_filter = EventFilter(

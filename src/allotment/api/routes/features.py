@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, Response
 from allotment.api.deps import Context
 from allotment.api.schemas.common import Page
 from allotment.api.schemas.features import FeatureCreateBody, FeatureResponse
+from allotment.api.schemas.query_params import LegacyList
 from allotment.domain.features import FeatureFilter, FeatureOrderBy
-from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SortOrder, Window
+from allotment.domain.listing import SortOrder
 from allotment.services import features
 
 router = APIRouter(tags=["features"])
@@ -30,12 +31,9 @@ def create_feature(context: Context, body: FeatureCreateBody) -> FeatureResponse
 @router.get("/api/v1/features", response_model_exclude_none=True)
 def list_features(
     context: Context,
+    shape: LegacyList,
     meter_slug: Annotated[list[str] | None, Query(alias="meterSlug")] = None,
     include_archived: Annotated[bool, Query(alias="includeArchived")] = False,
-    page: Annotated[int | None, Query(ge=1)] = None,
-    page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     order: SortOrder = SortOrder.ASC,
     order_by: Annotated[FeatureOrderBy, Query(alias="orderBy")] = FeatureOrderBy.KEY,
 ) -> list[FeatureResponse] | Page[FeatureResponse]:
@@ -46,18 +44,8 @@ def list_features(
         order_by=order_by,
         order=order,
     )
-    paginated = page is not None or page_size is not None
-    if not paginated:
-        result = features.list_features(context, criteria, Window(offset=offset, limit=limit))
-        return [FeatureResponse.of(feature) for feature in result.items]
-    page, page_size = page or 1, page_size or DEFAULT_PAGE_SIZE
-    result = features.list_features(context, criteria, Window.of_page(page, page_size))
-    return Page[FeatureResponse](
-        items=[FeatureResponse.of(feature) for feature in result.items],
-        page=page,
-        page_size=page_size,
-        total_count=result.total_count,
-    )
+    result = features.list_features(context, criteria, shape.window)
+    return shape.wrap([FeatureResponse.of(feature) for feature in result.items], result.total_count)
 
 
 @router.get("/api/v1/features/{featureId}", response_model_exclude_none=True)

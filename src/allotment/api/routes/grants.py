@@ -13,28 +13,20 @@ from fastapi import APIRouter, Path, Query, Response
 
 from allotment.api.deps import Context
 from allotment.api.routes.entitlements import (
-    CustomerIdOrKey,
+    ByCustomer,
+    BySubject,
     EntitlementIdOrFeatureKey,
     Features,
     IncludeDeleted,
     Order,
-    SubjectIdOrKey,
 )
 from allotment.api.schemas.common import Page, UtcDateTime
 from allotment.api.schemas.grants import GrantCreateV1, GrantCreateV2, GrantV1, GrantV2
-from allotment.api.schemas.list_params import (
-    Limit,
-    Offset,
-    PageNumber,
-    PageSize,
-    legacy_shape,
-    v2_shape,
-)
+from allotment.api.schemas.query_params import LegacyList, V2List
 from allotment.domain.entitlements import GrantFilter, GrantOrderBy
 from allotment.domain.grant_requests import GrantDefaults
 from allotment.domain.listing import SortOrder
 from allotment.services import grants
-from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
 
 router = APIRouter(tags=["grants"])
 
@@ -47,15 +39,10 @@ GrantOrder = Annotated[GrantOrderBy, Query(alias="orderBy")]
     response_model_exclude_none=True,
 )
 def create_subject_grant(
-    context: Context,
-    subject: SubjectIdOrKey,
-    entitlement: EntitlementIdOrFeatureKey,
-    body: GrantCreateV1,
+    context: Context, owner: BySubject, entitlement: EntitlementIdOrFeatureKey, body: GrantCreateV1
 ) -> GrantV1:
     """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
-    view = grants.create_grant(
-        context, SubjectOwner(subject), entitlement, body.to_request(), GrantDefaults.V1
-    )
+    view = grants.create_grant(context, owner, entitlement, body.to_request(), GrantDefaults.V1)
     return GrantV1.of(view)
 
 
@@ -65,14 +52,14 @@ def create_subject_grant(
 )
 def list_subject_grants(
     context: Context,
-    subject: SubjectIdOrKey,
+    owner: BySubject,
     entitlement: EntitlementIdOrFeatureKey,
     include_deleted: IncludeDeleted = False,
     order_by: GrantOrder = GrantOrderBy.UPDATED_AT,
 ) -> list[GrantV1]:
     result = grants.list_entitlement_grants(
         context,
-        SubjectOwner(subject),
+        owner,
         entitlement,
         include_deleted=include_deleted,
         order_by=order_by,
@@ -86,15 +73,10 @@ def list_subject_grants(
     response_model_exclude_none=True,
 )
 def create_customer_grant(
-    context: Context,
-    customer: CustomerIdOrKey,
-    entitlement: EntitlementIdOrFeatureKey,
-    body: GrantCreateV2,
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, body: GrantCreateV2
 ) -> GrantV2:
     """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
-    view = grants.create_grant(
-        context, CustomerOwner(customer), entitlement, body.to_request(), GrantDefaults.V2
-    )
+    view = grants.create_grant(context, owner, entitlement, body.to_request(), GrantDefaults.V2)
     return GrantV2.of(view)
 
 
@@ -104,20 +86,16 @@ def create_customer_grant(
 )
 def list_customer_grants(
     context: Context,
-    customer: CustomerIdOrKey,
+    owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
+    shape: V2List,
     include_deleted: IncludeDeleted = False,
-    page: PageNumber = None,
-    page_size: PageSize = None,
-    offset: Offset = None,
-    limit: Limit = None,
     order: Order = SortOrder.ASC,
     order_by: GrantOrder = GrantOrderBy.CREATED_AT,
 ) -> Page[GrantV2]:
-    shape = v2_shape(page, page_size, offset, limit)
     result = grants.list_entitlement_grants(
         context,
-        CustomerOwner(customer),
+        owner,
         entitlement,
         include_deleted=include_deleted,
         window=shape.window,
@@ -132,18 +110,14 @@ def list_customer_grants(
 )
 def list_all_grants_v1(
     context: Context,
+    shape: LegacyList,
     feature: Features = [],  # noqa: B006 - FastAPI copies query defaults
     subject: Annotated[list[str], Query(description="Subject keys")] = [],  # noqa: B006
     include_deleted: IncludeDeleted = False,
-    page: PageNumber = None,
-    page_size: PageSize = None,
-    offset: Offset = None,
-    limit: Limit = None,
     order: Order = SortOrder.ASC,
     order_by: GrantOrder = GrantOrderBy.EFFECTIVE_AT,
 ) -> list[GrantV1] | Page[GrantV1]:
     """A bare array unless `page` or `pageSize` is sent (then the paginated object)."""
-    shape = legacy_shape(page, page_size, offset, limit)
     result = grants.list_grants(
         context,
         GrantFilter(features=feature, subject_keys=subject, include_deleted=include_deleted),
@@ -157,18 +131,14 @@ def list_all_grants_v1(
 @router.get("/api/v2/grants", response_model_exclude_none=True)
 def list_all_grants_v2(
     context: Context,
+    shape: V2List,
     feature: Features = [],  # noqa: B006
     customer: Annotated[list[str], Query(description="Customer ids or keys")] = [],  # noqa: B006
     include_deleted: IncludeDeleted = False,
-    page: PageNumber = None,
-    page_size: PageSize = None,
-    offset: Offset = None,
-    limit: Limit = None,
     order: Order = SortOrder.ASC,
     order_by: GrantOrder = GrantOrderBy.CREATED_AT,
 ) -> Page[GrantV2]:
     """Page mode, or limit/offset mode (then `page` and `pageSize` read 0)."""
-    shape = v2_shape(page, page_size, offset, limit)
     result = grants.list_grants(
         context,
         GrantFilter(features=feature, customers=customer, include_deleted=include_deleted),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -22,7 +21,7 @@ from allotment.api.schemas.meters import (
     query_result_to_csv,
     query_result_to_wire,
 )
-from allotment.domain.group_filters import StringFilter, parse_filter
+from allotment.api.schemas.query_params import ClientId, FromTime, ToTime
 from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
@@ -159,22 +158,20 @@ def _parse_filter_object(text: str) -> dict[str, Any]:
     return parsed
 
 
-def _advanced_filters(raw: object) -> dict[str, StringFilter]:
-    """`advancedMeterGroupByFilters`: group-by key -> FilterString (a JSON text on GET)."""
+def _advanced_filters_object(text: str | None) -> dict[str, Any] | None:
+    """`advancedMeterGroupByFilters` on GET: a JSON object as text (group-by key -> filter)."""
+    if text is None or text == "":
+        return None
     field = "advancedMeterGroupByFilters"
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidInput(
-                'must be a JSON object such as {"model": {"$in": ["gpt-4", "gpt-4o"]}}',
-                field=field,
-            ) from None
-    if not isinstance(raw, dict):
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidInput(
+            'must be a JSON object such as {"model": {"$in": ["gpt-4", "gpt-4o"]}}', field=field
+        ) from None
+    if not isinstance(parsed, dict):
         raise InvalidInput("must be an object: group-by key -> filter", field=field)
-    return {str(key): parse_filter(value, f"{field}.{key}") for key, value in raw.items()}
+    return parsed
 
 
 def _wants_csv(request: Request) -> bool:
@@ -202,31 +199,6 @@ def _query_response(
     return Response(content=dumps(query_result_to_wire(result)), media_type="application/json")
 
 
-def _meter_query(
-    *,
-    from_time: Any,
-    to_time: Any,
-    window_size: WindowSize | None,
-    window_time_zone: str,
-    subjects: Sequence[str] | None,
-    customer_ids: Sequence[str] | None,
-    group_by: Sequence[str] | None,
-    filter_group_by: Mapping[str, Sequence[str]] | None,
-    advanced_filters: Mapping[str, StringFilter],
-) -> MeterQuery:
-    return MeterQuery(
-        from_time=from_time,
-        to_time=to_time,
-        window_size=window_size,
-        time_zone=window_time_zone,
-        subjects=tuple(subjects or ()),
-        customer_ids=tuple(customer_ids or ()),
-        group_by=tuple(group_by or ()),
-        filter_group_by={key: tuple(values) for key, values in (filter_group_by or {}).items()},
-        advanced_filters=advanced_filters,
-    )
-
-
 # Read from the raw query string (deepObject), so declared here for the OpenAPI document.
 _FILTER_GROUP_BY_PARAMETER = {
     "name": "filterGroupBy",
@@ -238,6 +210,39 @@ _FILTER_GROUP_BY_PARAMETER = {
     "(repeat a key to accept several values).",
     "schema": {"type": "object", "additionalProperties": {"type": "string"}},
 }
+
+
+def _query_parameters(
+    request: Request,
+    client_id: ClientId = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
+    window_size: Annotated[WindowSize | None, Query(alias="windowSize")] = None,
+    window_time_zone: Annotated[str, Query(alias="windowTimeZone")] = "UTC",
+    subject: Annotated[list[str] | None, Query()] = None,
+    filter_customer_id: Annotated[list[str] | None, Query(alias="filterCustomerId")] = None,
+    group_by: Annotated[list[str] | None, Query(alias="groupBy")] = None,
+    advanced_meter_group_by_filters: Annotated[
+        str | None,
+        Query(
+            alias="advancedMeterGroupByFilters",
+            description='A JSON object: group-by key -> filter, e.g. {"model": {"$like": "gpt%"}}.',
+        ),
+    ] = None,
+) -> MeterQueryRequest:
+    """The GET form of a query as the POST body it means; every value is already checked."""
+    return MeterQueryRequest.model_construct(
+        client_id=client_id,
+        from_time=from_time,
+        to_time=to_time,
+        window_size=window_size,
+        window_time_zone=window_time_zone,
+        subject=subject,
+        filter_customer_id=filter_customer_id,
+        filter_group_by=_filter_group_by_parameters(request),
+        advanced_meter_group_by_filters=_advanced_filters_object(advanced_meter_group_by_filters),
+        group_by=group_by,
+    )
 
 
 @router.get(
@@ -255,34 +260,9 @@ def query_meter(
     request: Request,
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,
-    client_id: Annotated[str | None, Query(alias="clientId", min_length=1, max_length=36)] = None,
-    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
-    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
-    window_size: Annotated[WindowSize | None, Query(alias="windowSize")] = None,
-    window_time_zone: Annotated[str, Query(alias="windowTimeZone")] = "UTC",
-    subject: Annotated[list[str] | None, Query()] = None,
-    filter_customer_id: Annotated[list[str] | None, Query(alias="filterCustomerId")] = None,
-    group_by: Annotated[list[str] | None, Query(alias="groupBy")] = None,
-    advanced_meter_group_by_filters: Annotated[
-        str | None,
-        Query(
-            alias="advancedMeterGroupByFilters",
-            description='A JSON object: group-by key -> filter, e.g. {"model": {"$like": "gpt%"}}.',
-        ),
-    ] = None,
+    parameters: Annotated[MeterQueryRequest, Depends(_query_parameters)],
 ) -> Response:
-    query = _meter_query(
-        from_time=from_time,
-        to_time=to_time,
-        window_size=window_size,
-        window_time_zone=window_time_zone,
-        subjects=subject,
-        customer_ids=filter_customer_id,
-        group_by=group_by,
-        filter_group_by=_filter_group_by_parameters(request),
-        advanced_filters=_advanced_filters(advanced_meter_group_by_filters),
-    )
-    return _query_response(request, context, meter_id_or_slug, query)
+    return _query_response(request, context, meter_id_or_slug, parameters.to_query())
 
 
 @router.post(
@@ -298,18 +278,7 @@ def query_meter_post(
     meter_id_or_slug: MeterIdOrSlug,
     body: Annotated[MeterQueryRequest | None, Body()] = None,
 ) -> Response:
-    body = body or MeterQueryRequest()
-    query = _meter_query(
-        from_time=body.from_time,
-        to_time=body.to_time,
-        window_size=body.window_size,
-        window_time_zone=body.window_time_zone,
-        subjects=body.subject,
-        customer_ids=body.filter_customer_id,
-        group_by=body.group_by,
-        filter_group_by=body.filter_group_by,
-        advanced_filters=_advanced_filters(body.advanced_meter_group_by_filters),
-    )
+    query = (body or MeterQueryRequest()).to_query()
     return _query_response(request, context, meter_id_or_slug, query)
 
 
@@ -317,8 +286,8 @@ def query_meter_post(
 def list_meter_subjects(
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,
-    from_time: Annotated[UtcDateTime | None, Query(alias="from")] = None,
-    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
 ) -> list[str]:
     return meters_service.list_meter_subjects(context, meter_id_or_slug, from_time, to_time)
 
@@ -331,7 +300,7 @@ def list_meter_group_by_values(
     from_time: Annotated[
         UtcDateTime | None, Query(alias="from", description="Default: 24 hours ago.")
     ] = None,
-    to_time: Annotated[UtcDateTime | None, Query(alias="to")] = None,
+    to_time: ToTime = None,
 ) -> list[str]:
     return meters_service.list_group_by_values(
         context, meter_id_or_slug, group_by_key, from_time, to_time

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
 from allotment.api.schemas.events import json_number, rfc3339
+from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     DESCRIPTION_LENGTH_MAX,
     EVENT_TYPE_LENGTH_MAX,
@@ -21,6 +22,7 @@ from allotment.domain.meters import (
     Aggregation,
     Meter,
     MeterDefinition,
+    MeterQuery,
     MeterQueryResult,
     WindowSize,
 )
@@ -119,6 +121,23 @@ class MeterQueryRequest(WireModel):
         "$gt $gte $lt $lte $and $or); not together with filterGroupBy.",
     )
     group_by: list[str] | None = None
+
+    def to_query(self) -> MeterQuery:
+        field = "advancedMeterGroupByFilters"
+        advanced = self.advanced_meter_group_by_filters or {}
+        return MeterQuery(
+            from_time=self.from_time,
+            to_time=self.to_time,
+            window_size=self.window_size,
+            time_zone=self.window_time_zone,
+            subjects=tuple(self.subject or ()),
+            customer_ids=tuple(self.filter_customer_id or ()),
+            group_by=tuple(self.group_by or ()),
+            filter_group_by={key: tuple(v) for key, v in (self.filter_group_by or {}).items()},
+            advanced_filters={
+                key: parse_filter(value, f"{field}.{key}") for key, value in advanced.items()
+            },
+        )
 
 
 class MeterQueryRowResource(WireModel):
