@@ -12,7 +12,7 @@ import re
 import sys
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlements import EntitlementType
 from allotment.domain.history import History
 from allotment.domain.periods import Period, Recurrence
+from allotment.domain.time import rfc3339
 from allotment.services.entitlements import EntitlementView
 from allotment.services.grants import GrantView
 
@@ -103,14 +104,8 @@ def time_cell(value: datetime | None) -> str:
 
 
 def time_text(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with 'Z'; a fraction of a second only when there is one."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    """The API's form of a time (`rfc3339`), None for none."""
+    return None if value is None else rfc3339(value)
 
 
 def amount_text(value: Decimal | None) -> str:

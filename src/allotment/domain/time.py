@@ -70,3 +70,13 @@ def utc(
 ) -> datetime:
     """A UTC datetime; a convenience for callers and tests that build instants by hand."""
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def rfc3339(t: datetime) -> str:
+    """`t` as the API and the CLI write instants: RFC 3339 in UTC with 'Z', and a fraction of a
+    second only when there is one (trailing zeros dropped), as OpenMeter prints them."""
+    u = ensure_utc(t)
+    text = u.strftime("%Y-%m-%dT%H:%M:%S")
+    if u.microsecond:
+        text += f".{u.microsecond:06d}".rstrip("0")
+    return text + "Z"

@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from allotment.domain.time import rfc3339
+
 KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 
 
@@ -26,20 +28,11 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time has no UTC equivalent (out of range)") from None
 
 
-def _serialise_time(value: datetime) -> str:
-    # RFC 3339 in UTC with 'Z'; fractions only when non-zero, as OpenMeter prints them.
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
 # Input: any RFC 3339 time with an offset (naive times are rejected); stored in UTC.
 UtcDateTime = Annotated[
     AwareDatetime,
     AfterValidator(_to_utc),
-    PlainSerializer(_serialise_time, return_type=str, when_used="json"),
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]
 
 

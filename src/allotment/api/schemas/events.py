@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn, NotRequired
 
@@ -23,6 +22,7 @@ from typing_extensions import TypedDict
 from allotment.api.schemas.common import UtcDateTime, WireModel
 from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
 from allotment.domain.instants import EARLIEST, LATEST
+from allotment.domain.time import rfc3339
 from allotment.errors import FieldError, InvalidInput
 
 SINGLE_CONTENT_TYPE = "application/cloudevents+json"
@@ -246,15 +246,6 @@ def _raise(errors: list[FieldError]) -> NoReturn:
 
 # ---------------------------------------------------------------------------------------------
 # Output
-
-
-def rfc3339(value: datetime) -> str:
-    """UTC with 'Z'; fractions only when non-zero, as OpenMeter prints them."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
 _INTEGER_MAX = 2**63 - 1

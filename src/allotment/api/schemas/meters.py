@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.api.schemas.events import json_number, rfc3339
+from allotment.api.schemas.events import json_number
 from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     DESCRIPTION_LENGTH_MAX,
@@ -26,6 +26,7 @@ from allotment.domain.meters import (
     MeterQueryResult,
     WindowSize,
 )
+from allotment.domain.time import rfc3339
 
 _VALUE_PROPERTY_HELP = (
     "JSONPath into the event's data ($.tokens, $.usage.input, $['a b'], $.items[0]); "
