@@ -6,16 +6,10 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli.entitlement_output import (
-    access_document,
-    amount_text,
-    print_exact_json,
-    print_rows,
-    time_cell,
-)
+from allotment.cli.entitlement_output import access_document
 from allotment.cli.entitlements import OPTIONS
-from allotment.cli.options import TIME_HELP, option_names, parse_time
-from allotment.cli.output import plain_errors
+from allotment.cli.options import AtOption, CustomerArgument, option_names, parse_time
+from allotment.cli.output import amount_text, plain_errors, print_exact_json, print_rows, time_cell
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter
@@ -23,10 +17,8 @@ from allotment.services import customers, entitlement_values, entitlements
 
 
 def access(
-    customer: Annotated[str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")],
-    at: Annotated[
-        str | None, typer.Option("--at", help=f"When to evaluate (default now); {TIME_HELP}")
-    ] = None,
+    customer: CustomerArgument,
+    at: AtOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (the API's /customers/{c}/access shape)")
     ] = False,

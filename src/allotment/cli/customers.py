@@ -6,26 +6,20 @@ from typing import Annotated, Any
 
 import typer
 
-from allotment.cli.entitlement_output import (
-    print_exact_json,
-    print_fields,
-    print_rows,
-    time_cell,
-    time_text,
+from allotment.cli.options import (
+    CustomerArgument,
+    JsonFlag,
+    MetadataOption,
+    option_names,
+    parse_pairs,
 )
-from allotment.cli.options import option_names, parse_pairs
-from allotment.cli.output import plain_errors
+from allotment.cli.output import plain_errors, print_record, print_records, time_cell, time_text
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.customers import Customer, CustomerDetails, CustomerFilter
 from allotment.services import customers
 
 app = typer.Typer(help="Create, list, show and delete customers.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's shape)")]
-CustomerArgument = Annotated[
-    str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")
-]
 
 OPTIONS = {
     "customerIdOrKey": "CUSTOMER",
@@ -76,9 +70,7 @@ def create(
     description: Annotated[str | None, typer.Option("--description")] = None,
     email: Annotated[str | None, typer.Option("--email", help="Primary email")] = None,
     currency: Annotated[str | None, typer.Option("--currency", help="e.g. USD")] = None,
-    metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")
-    ] = None,
+    metadata: MetadataOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a customer; --subject says which events' usage is theirs.
@@ -108,10 +100,7 @@ def list_customers(
     criteria = CustomerFilter(include_deleted=include_deleted)
     with plain_errors():
         items = every_page(lambda window: customers.list_customers(STATE.context, criteria, window))
-    if as_json:
-        print_exact_json([customer_document(customer) for customer in items])
-        return
-    print_rows(
+    print_records(
         "Customers",
         ["key", "name", "subjects", "created", "deleted", "id"],
         [
@@ -125,6 +114,8 @@ def list_customers(
             ]
             for c in items
         ],
+        [customer_document(customer) for customer in items],
+        as_json,
         prose={"name", "subjects"},
     )
 
@@ -147,9 +138,6 @@ def delete(customer: CustomerArgument) -> None:
 
 
 def _show(customer: Customer, title: str, as_json: bool) -> None:
-    if as_json:
-        print_exact_json(customer_document(customer))
-        return
     rows: list[list[Any]] = [
         ["id", customer.id],
         ["key", customer.key or ""],
@@ -168,4 +156,4 @@ def _show(customer: Customer, title: str, as_json: bool) -> None:
     rows.append(["created", time_cell(customer.created_at)])
     if customer.deleted_at is not None:
         rows.append(["deleted", time_cell(customer.deleted_at)])
-    print_fields(title, rows)
+    print_record(title, rows, customer_document(customer), as_json)

@@ -6,31 +6,41 @@ v2 API paths; the same services answer, so the rules and messages are the API's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from allotment.cli.entitlement_output import (
-    amount_text,
     entitlement_document,
     history_document,
-    period_text,
-    print_exact_json,
-    print_fields,
-    print_rows,
-    recurrence_text,
-    time_cell,
     value_document,
 )
 from allotment.cli.options import (
     TIME_HELP,
+    AtOption,
+    CustomerArgument,
+    CustomerFilterArgument,
+    JsonV2Flag,
+    MetadataOption,
+    customer_ids,
     option_names,
     parse_amount,
     parse_pairs,
     parse_time,
 )
-from allotment.cli.output import plain_errors
+from allotment.cli.output import (
+    amount_text,
+    period_text,
+    plain_errors,
+    print_exact_json,
+    print_record,
+    print_records,
+    print_rows,
+    recurrence_text,
+    time_cell,
+)
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.access import EntitlementValue
@@ -40,7 +50,6 @@ from allotment.domain.grant_requests import RecurrenceRequest
 from allotment.domain.history import History, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import (
-    customers,
     entitlement_history,
     entitlement_resets,
     entitlement_values,
@@ -54,17 +63,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Customer = Annotated[str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")]
 Feature = Annotated[str, typer.Argument(metavar="FEATURE", help="The feature's key")]
 EntitlementOrFeature = Annotated[
     str,
     typer.Argument(
         metavar="ENTITLEMENT_OR_FEATURE", help="An entitlement id, or its feature's key"
     ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's v2 shape)")]
-At = Annotated[
-    str | None, typer.Option("--at", help=f"When to evaluate (default now); {TIME_HELP}")
 ]
 
 # What each wire field the services name is called on this command line.
@@ -138,43 +142,48 @@ Config = Annotated[
     str | None,
     typer.Option("--config", help='Static (required): JSON, e.g. \'{"allowed": ["gpt-4o"]}\''),
 ]
-Metadata = Annotated[list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")]
 
 
-def _request(
-    kind: EntitlementType,
-    feature: str,
-    *,
-    interval: str | None,
-    anchor: str | None,
-    issue_after_reset: str | None,
-    priority: int | None,
-    soft_limit: bool,
-    preserve_overage: bool,
-    measure_usage_from: str | None,
-    config: str | None,
-    metadata: list[str] | None,
-) -> EntitlementRequest:
-    """The request the API would build; a flag left off is "not sent", so a boolean or static
-    entitlement refuses only the metered options actually given."""
-    usage_period = None
-    anchor_time = parse_time(anchor, "--anchor")
-    if interval is not None:
-        usage_period = RecurrenceRequest(interval=interval, anchor=anchor_time)
-    elif anchor_time is not None:
-        raise InvalidInput("--anchor needs --interval", field="--anchor")
-    return EntitlementRequest(
-        type=kind,
-        feature_key=feature,
-        metadata=parse_pairs(metadata, "--metadata"),
-        usage_period=usage_period,
-        is_soft_limit=True if soft_limit else None,
-        issue_after_reset=parse_amount(issue_after_reset, "--issue-after-reset"),
-        issue_after_reset_priority=priority,
-        preserve_overage_at_reset=True if preserve_overage else None,
-        measure_usage_from=_measure_usage_from(measure_usage_from),
-        config=config,
-    )
+@dataclass(frozen=True)
+class _Terms:
+    """The options create and override share, as typed: each command declares them (Typer reads
+    the signature) and reads them back from its context by these names."""
+
+    interval: str | None
+    anchor: str | None
+    issue_after_reset: str | None
+    priority: int | None
+    soft_limit: bool
+    preserve_overage: bool
+    measure_usage_from: str | None
+    config: str | None
+    metadata: list[str] | None
+
+    @classmethod
+    def given(cls, invocation: typer.Context) -> _Terms:
+        return cls(**{field.name: invocation.params[field.name] for field in fields(cls)})
+
+    def request(self, kind: EntitlementType, feature: str) -> EntitlementRequest:
+        """The request the API would build; a flag left off is "not sent", so a boolean or
+        static entitlement refuses only the metered options actually given."""
+        usage_period = None
+        anchor_time = parse_time(self.anchor, "--anchor")
+        if self.interval is not None:
+            usage_period = RecurrenceRequest(interval=self.interval, anchor=anchor_time)
+        elif anchor_time is not None:
+            raise InvalidInput("--anchor needs --interval", field="--anchor")
+        return EntitlementRequest(
+            type=kind,
+            feature_key=feature,
+            metadata=parse_pairs(self.metadata, "--metadata"),
+            usage_period=usage_period,
+            is_soft_limit=True if self.soft_limit else None,
+            issue_after_reset=parse_amount(self.issue_after_reset, "--issue-after-reset"),
+            issue_after_reset_priority=self.priority,
+            preserve_overage_at_reset=True if self.preserve_overage else None,
+            measure_usage_from=_measure_usage_from(self.measure_usage_from),
+            config=self.config,
+        )
 
 
 def _measure_usage_from(text: str | None) -> MeasureUsageFromPreset | datetime | None:
@@ -187,7 +196,8 @@ def _measure_usage_from(text: str | None) -> MeasureUsageFromPreset | datetime |
 
 @app.command("create")
 def create(
-    customer: Customer,
+    invocation: typer.Context,
+    customer: CustomerArgument,
     feature: Feature,
     kind: EntitlementKind,
     interval: Interval = None,
@@ -198,8 +208,8 @@ def create(
     preserve_overage: PreserveOverage = False,
     measure_usage_from: MeasureUsageFrom = None,
     config: Config = None,
-    metadata: Metadata = None,
-    as_json: JsonFlag = False,
+    metadata: MetadataOption = None,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """Give a customer a feature. One live entitlement per customer and feature.
 
@@ -209,26 +219,15 @@ def create(
     allotment entitlements create acme models --type static --config '{"allowed": ["gpt-4o-mini"]}'
     """  # noqa: E501 - examples are shown as typed
     with plain_errors(), option_names(OPTIONS):
-        request = _request(
-            kind,
-            feature,
-            interval=interval,
-            anchor=anchor,
-            issue_after_reset=issue_after_reset,
-            priority=priority,
-            soft_limit=soft_limit,
-            preserve_overage=preserve_overage,
-            measure_usage_from=measure_usage_from,
-            config=config,
-            metadata=metadata,
-        )
+        request = _Terms.given(invocation).request(kind, feature)
         view = entitlements.create_entitlement(STATE.context, CustomerOwner(customer), request)
     _show(view, "Created entitlement", as_json)
 
 
 @app.command("override")
 def override(
-    customer: Customer,
+    invocation: typer.Context,
+    customer: CustomerArgument,
     entitlement: EntitlementOrFeature,
     kind: EntitlementKind,
     interval: Interval = None,
@@ -239,8 +238,8 @@ def override(
     preserve_overage: PreserveOverage = False,
     measure_usage_from: MeasureUsageFrom = None,
     config: Config = None,
-    metadata: Metadata = None,
-    as_json: JsonFlag = False,
+    metadata: MetadataOption = None,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """Replace a live entitlement with a new one for the same feature, in one step.
 
@@ -250,19 +249,7 @@ def override(
     owner = CustomerOwner(customer)
     with plain_errors(), option_names(OPTIONS):
         current = entitlements.get_entitlement(STATE.context, owner, entitlement)
-        request = _request(
-            kind,
-            current.entitlement.feature_key,
-            interval=interval,
-            anchor=anchor,
-            issue_after_reset=issue_after_reset,
-            priority=priority,
-            soft_limit=soft_limit,
-            preserve_overage=preserve_overage,
-            measure_usage_from=measure_usage_from,
-            config=config,
-            metadata=metadata,
-        )
+        request = _Terms.given(invocation).request(kind, current.entitlement.feature_key)
         view = entitlements.override_entitlement(STATE.context, owner, entitlement, request)
     _show(view, "New entitlement (override)", as_json)
 
@@ -271,7 +258,9 @@ def override(
 
 
 @app.command("get")
-def get(customer: Customer, entitlement: EntitlementOrFeature, as_json: JsonFlag = False) -> None:
+def get(
+    customer: CustomerArgument, entitlement: EntitlementOrFeature, as_json: JsonV2Flag = False
+) -> None:
     """Show one entitlement: by id (deleted ones too), or the live one for a feature key."""
     with plain_errors(), option_names(OPTIONS):
         view = entitlements.get_entitlement(STATE.context, CustomerOwner(customer), entitlement)
@@ -280,12 +269,7 @@ def get(customer: Customer, entitlement: EntitlementOrFeature, as_json: JsonFlag
 
 @app.command("list")
 def list_entitlements(
-    customer: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="CUSTOMER", help="Only this customer's (id or key); default: everyone's"
-        ),
-    ] = None,
+    customer: CustomerFilterArgument = None,
     features: Annotated[
         list[str] | None,
         typer.Option("--feature", help="Only entitlements to this feature key (repeatable)"),
@@ -293,23 +277,19 @@ def list_entitlements(
     include_deleted: Annotated[
         bool, typer.Option("--include-deleted", help="Also list deleted and overridden ones")
     ] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """List entitlements, oldest first."""
     with plain_errors(), option_names(OPTIONS):
-        customer_ids: list[str] = []
-        if customer is not None:
-            customer_ids = [customers.get_customer(STATE.context, customer).id]
         criteria = EntitlementFilter(
-            customer_ids=customer_ids, features=features or (), include_deleted=include_deleted
+            customer_ids=customer_ids(STATE.context, customer),
+            features=features or (),
+            include_deleted=include_deleted,
         )
         views = every_page(
             lambda window: entitlements.list_entitlements(STATE.context, criteria, window=window)
         )
-    if as_json:
-        print_exact_json([entitlement_document(view) for view in views])
-        return
-    print_rows(
+    print_records(
         "Entitlements",
         ["customer", "feature", "type", "terms", "active", "id"],
         [
@@ -323,12 +303,14 @@ def list_entitlements(
             ]
             for view in views
         ],
+        [entitlement_document(view) for view in views],
+        as_json,
         prose={"terms"},
     )
 
 
 @app.command("delete")
-def delete(customer: Customer, entitlement: EntitlementOrFeature) -> None:
+def delete(customer: CustomerArgument, entitlement: EntitlementOrFeature) -> None:
     """End an entitlement now, with its grants. Its history stays readable."""
     owner = CustomerOwner(customer)
     with plain_errors(), option_names(OPTIONS):
@@ -346,10 +328,10 @@ def delete(customer: Customer, entitlement: EntitlementOrFeature) -> None:
 
 @app.command("value")
 def value(
-    customer: Customer,
+    customer: CustomerArgument,
     entitlement: EntitlementOrFeature,
-    at: At = None,
-    as_json: JsonFlag = False,
+    at: AtOption = None,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """Check access: has the customer access to the feature, and what is left?
 
@@ -359,10 +341,9 @@ def value(
         result = entitlement_values.entitlement_value(
             STATE.context, CustomerOwner(customer), entitlement, parse_time(at, "--at")
         )
-    if as_json:
-        print_exact_json(value_document(result))
-        return
-    print_fields(f"{entitlement} for {customer}", value_rows(result))
+    print_record(
+        f"{entitlement} for {customer}", value_rows(result), value_document(result), as_json
+    )
 
 
 def value_rows(result: EntitlementValue) -> list[list[str]]:
@@ -384,7 +365,7 @@ def value_rows(result: EntitlementValue) -> list[list[str]]:
 
 @app.command("history")
 def history(
-    customer: Customer,
+    customer: CustomerArgument,
     entitlement: EntitlementOrFeature,
     window: Annotated[
         WindowSize, typer.Option("--window", case_sensitive=False, help="Window size")
@@ -396,7 +377,7 @@ def history(
     time_zone: Annotated[
         str, typer.Option("--tz", help="Align windows in this IANA time zone")
     ] = "UTC",
-    as_json: JsonFlag = False,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """Usage and balance of a metered entitlement, window by window."""
     with plain_errors(), option_names(OPTIONS):
@@ -433,7 +414,7 @@ def _print_history(title: str, result: History) -> None:
 
 @app.command("reset")
 def reset(
-    customer: Customer,
+    customer: CustomerArgument,
     entitlement: EntitlementOrFeature,
     at: Annotated[
         str | None,
@@ -537,7 +518,4 @@ def _detail_rows(view: EntitlementView) -> list[list[Any]]:
 
 
 def _show(view: EntitlementView, title: str, as_json: bool) -> None:
-    if as_json:
-        print_exact_json(entitlement_document(view))
-        return
-    print_fields(title, _detail_rows(view))
+    print_record(title, _detail_rows(view), entitlement_document(view), as_json)

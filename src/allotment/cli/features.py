@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from allotment.cli.output import plain_errors, print_json, print_table
+from allotment.cli.options import JsonFlag, MetadataOption, parse_pairs
+from allotment.cli.output import (
+    plain_errors,
+    print_exact_json,
+    print_records,
+    time_cell,
+    time_text,
+)
+from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.features import (
     Feature,
@@ -15,19 +22,9 @@ from allotment.domain.features import (
     NewFeature,
     group_by_filters_from_wire,
 )
-from allotment.domain.listing import MAX_PAGE_SIZE, Window
-from allotment.errors import InvalidInput
 from allotment.services import features
 
 app = typer.Typer(help="Create, list, show and archive features.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's shape)")]
-
-
-def _time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def feature_document(feature: Feature) -> dict[str, Any]:
@@ -43,9 +40,9 @@ def feature_document(feature: Feature) -> dict[str, Any]:
             key: value.to_document() for key, value in feature.group_by_filters.items()
         }
         or None,
-        "createdAt": _time(feature.created_at),
-        "updatedAt": _time(feature.updated_at),
-        "archivedAt": _time(feature.archived_at),
+        "createdAt": time_text(feature.created_at),
+        "updatedAt": time_text(feature.updated_at),
+        "archivedAt": time_text(feature.archived_at),
     }
     return {name: value for name, value in document.items() if value is not None}
 
@@ -59,8 +56,8 @@ def _filters_text(feature: Feature) -> str:
     )
 
 
-def _print_features(title: str, items: list[Feature]) -> None:
-    print_table(
+def _print_features(title: str, items: list[Feature], as_json: bool) -> None:
+    print_records(
         title,
         ["key", "name", "meter", "filters", "id", "created", "archived"],
         [
@@ -70,23 +67,23 @@ def _print_features(title: str, items: list[Feature]) -> None:
                 f.meter_slug or "",
                 _filters_text(f),
                 f.id,
-                _time(f.created_at),
-                _time(f.archived_at) or "",
+                time_cell(f.created_at),
+                time_cell(f.archived_at),
             ]
             for f in items
         ],
+        [feature_document(feature) for feature in items],
+        as_json,
+        prose={"name", "filters"},
     )
 
 
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    """`model=gpt-4` options as a map; the first `=` separates key from value."""
-    pairs: dict[str, str] = {}
-    for value in values:
-        key, separator, text = value.partition("=")
-        if not separator or not key:
-            raise InvalidInput(f"{option} expects KEY=VALUE, got {value!r}", field=option)
-        pairs[key] = text
-    return pairs
+def _show(feature: Feature, title: str, as_json: bool) -> None:
+    """One feature: its JSON document, or a one-row table like the list's."""
+    if as_json:
+        print_exact_json(feature_document(feature))
+    else:
+        _print_features(title, [feature], as_json=False)
 
 
 @app.command("create")
@@ -102,9 +99,7 @@ def create(
             "--filter", help="Count only usage with this group-by value: KEY=VALUE (repeatable)"
         ),
     ] = None,
-    metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")
-    ] = None,
+    metadata: MetadataOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a feature."""
@@ -113,14 +108,11 @@ def create(
             key=key,
             name=name,
             meter_slug=meter_slug,
-            group_by_filters=group_by_filters_from_wire(_pairs(filters or [], "--filter"), None),
-            metadata=_pairs(metadata, "--metadata") if metadata else None,
+            group_by_filters=group_by_filters_from_wire(parse_pairs(filters, "--filter"), None),
+            metadata=parse_pairs(metadata, "--metadata"),
         )
         feature = features.create_feature(STATE.context, new)
-    if as_json:
-        print_json(feature_document(feature))
-        return
-    _print_features("Created feature", [feature])
+    _show(feature, "Created feature", as_json)
 
 
 @app.command("list")
@@ -135,18 +127,9 @@ def list_features(
     criteria = FeatureFilter(
         meter_slugs=tuple(meter_slugs or ()), include_archived=include_archived
     )
-    items: list[Feature] = []
     with plain_errors():
-        while True:
-            window = Window(offset=len(items), limit=MAX_PAGE_SIZE)
-            result = features.list_features(STATE.context, criteria, window)
-            items.extend(result.items)
-            if len(items) >= result.total_count or not result.items:
-                break
-    if as_json:
-        print_json([feature_document(feature) for feature in items])
-        return
-    _print_features("Features", items)
+        items = every_page(lambda window: features.list_features(STATE.context, criteria, window))
+    _print_features("Features", items, as_json)
 
 
 @app.command("get")
@@ -157,10 +140,7 @@ def get(
     """Show one live feature."""
     with plain_errors():
         found = features.get_feature(STATE.context, feature)
-    if as_json:
-        print_json(feature_document(found))
-        return
-    _print_features(f"Feature {found.key}", [found])
+    _show(found, f"Feature {found.key}", as_json)
 
 
 @app.command("archive")

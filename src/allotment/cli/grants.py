@@ -11,24 +11,29 @@ from typing import Annotated, Any
 
 import typer
 
-from allotment.cli.entitlement_output import (
-    amount_text,
-    grant_document,
-    print_exact_json,
-    print_fields,
-    print_rows,
-    recurrence_text,
-    time_cell,
-)
+from allotment.cli.entitlement_output import grant_document
 from allotment.cli.options import (
     TIME_HELP,
+    CustomerArgument,
+    CustomerFilterArgument,
+    JsonV2Flag,
+    MetadataOption,
+    customer_ids,
     option_names,
     parse_amount,
     parse_expires_in,
     parse_pairs,
     parse_time,
 )
-from allotment.cli.output import plain_errors
+from allotment.cli.output import (
+    amount_text,
+    plain_errors,
+    print_exact_json,
+    print_record,
+    print_rows,
+    recurrence_text,
+    time_cell,
+)
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.entitlements import EntitlementFilter, GrantFilter
@@ -39,13 +44,12 @@ from allotment.domain.grant_requests import (
     RecurrenceRequest,
 )
 from allotment.errors import InvalidInput
-from allotment.services import customers, entitlements, grants
+from allotment.services import entitlements, grants
 from allotment.services.entitlement_owners import CustomerOwner
 from allotment.services.grants import GrantView
 
 app = typer.Typer(help="Top up metered entitlements with grants; list and void them.")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's v2 shape)")]
 
 OPTIONS = {
     "customerIdOrKey": "CUSTOMER",
@@ -66,7 +70,7 @@ OPTIONS = {
 
 @app.command("create")
 def create(
-    customer: Annotated[str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")],
+    customer: CustomerArgument,
     feature: Annotated[
         str,
         typer.Argument(
@@ -118,10 +122,8 @@ def create(
         str | None,
         typer.Option("--recurrence-anchor", help=f"Default: --effective-at; {TIME_HELP}"),
     ] = None,
-    metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")
-    ] = None,
-    as_json: JsonFlag = False,
+    metadata: MetadataOption = None,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """Grant usage to a customer's metered entitlement, e.g. a top-up.
 
@@ -155,10 +157,7 @@ def create(
         view = grants.create_grant(
             STATE.context, CustomerOwner(customer), feature, request, GrantDefaults.V2
         )
-    if as_json:
-        print_exact_json(grant_document(view))
-        return
-    print_fields("Created grant", _detail_rows(view))
+    print_record("Created grant", _detail_rows(view), grant_document(view), as_json)
 
 
 def _expiration(
@@ -183,12 +182,7 @@ def _expiration(
 
 @app.command("list")
 def list_grants(
-    customer: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="CUSTOMER", help="Only this customer's (id or key); default: everyone's"
-        ),
-    ] = None,
+    customer: CustomerFilterArgument = None,
     feature: Annotated[
         str | None, typer.Argument(metavar="FEATURE", help="Only grants for this feature key")
     ] = None,
@@ -198,16 +192,14 @@ def list_grants(
             "--include-voided", help="Also voided grants, and those ended with their entitlement"
         ),
     ] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonV2Flag = False,
 ) -> None:
     """List grants, oldest first: live ones, or every one with --include-voided."""
     context = STATE.context
     with plain_errors(), option_names(OPTIONS):
-        customer_ids: list[str] = []
-        if customer is not None:
-            customer_ids = [customers.get_customer(context, customer).id]
+        only = customer_ids(context, customer)
         criteria = GrantFilter(
-            customers=customer_ids,
+            customers=only,
             features=[feature] if feature is not None else [],
             include_deleted=include_voided,
         )
@@ -221,7 +213,7 @@ def list_grants(
     if as_json:
         print_exact_json([grant_document(view) for view in views])
         return
-    owners = _owners(customer_ids)
+    owners = _owners(only)
     title = (
         "Grants" + (f" of {customer}" if customer else "") + (f" for {feature}" if feature else "")
     )

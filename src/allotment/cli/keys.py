@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli.output import plain_errors, print_json, print_table
+from allotment.cli.output import plain_errors, print_records
 from allotment.cli.state import STATE
 from allotment.services import api_keys
 
@@ -31,28 +31,25 @@ def list_keys(
 ) -> None:
     """List keys (their prefix only; secrets are never stored)."""
     keys = api_keys.list_keys(STATE.context, include_revoked=include_revoked)
-    if as_json:
-        print_json(
-            [
-                {
-                    "id": k.id,
-                    "name": k.name,
-                    "scope": k.scope.value,
-                    "prefix": k.prefix,
-                    "createdAt": k.created_at.isoformat(),
-                    "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
-                }
-                for k in keys
-            ]
-        )
-        return
-    print_table(
+    print_records(
         "API keys",
         ["id", "name", "scope", "prefix", "created", "revoked"],
         [
             [k.id, k.name, k.scope.value, k.prefix + "…", k.created_at, k.revoked_at or ""]
             for k in keys
         ],
+        [
+            {
+                "id": k.id,
+                "name": k.name,
+                "scope": k.scope.value,
+                "prefix": k.prefix,
+                "createdAt": k.created_at.isoformat(),
+                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k in keys
+        ],
+        as_json,
     )
 
 

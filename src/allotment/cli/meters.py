@@ -6,22 +6,21 @@ from typing import Annotated, Any
 
 import typer
 
-from allotment.cli.entitlement_output import (
-    print_exact_json,
-    print_fields,
-    print_rows,
-    time_cell,
-    time_text,
+from allotment.cli.options import (
+    TIME_HELP,
+    JsonFlag,
+    MetadataOption,
+    option_names,
+    parse_pairs,
+    parse_time,
 )
-from allotment.cli.options import TIME_HELP, option_names, parse_pairs, parse_time
-from allotment.cli.output import plain_errors
+from allotment.cli.output import plain_errors, print_record, print_records, time_cell, time_text
 from allotment.cli.state import STATE
 from allotment.domain.meters import Aggregation, Meter, MeterDefinition
 from allotment.services import meters
 
 app = typer.Typer(help="Create, list, show and delete meters.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's shape)")]
 MeterArgument = Annotated[str, typer.Argument(metavar="METER", help="The meter's slug or id")]
 
 OPTIONS = {
@@ -78,9 +77,7 @@ def create(
     event_from: Annotated[
         str | None, typer.Option("--event-from", help=f"Ignore earlier events; {TIME_HELP}")
     ] = None,
-    metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")
-    ] = None,
+    metadata: MetadataOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a meter.
@@ -112,10 +109,7 @@ def list_meters(
     """List meters by slug."""
     with plain_errors():
         items = meters.list_meters(STATE.context, include_deleted=include_deleted)
-    if as_json:
-        print_exact_json([meter_document(meter) for meter in items])
-        return
-    print_rows(
+    print_records(
         "Meters",
         ["slug", "aggregation", "event type", "value", "group by", "deleted", "id"],
         [
@@ -130,6 +124,8 @@ def list_meters(
             ]
             for m in items
         ],
+        [meter_document(meter) for meter in items],
+        as_json,
         prose={"group by"},
     )
 
@@ -156,9 +152,6 @@ def _group_by_text(meter: Meter) -> str:
 
 
 def _show(meter: Meter, title: str, as_json: bool) -> None:
-    if as_json:
-        print_exact_json(meter_document(meter))
-        return
     rows: list[list[Any]] = [
         ["id", meter.id],
         ["slug", meter.slug],
@@ -175,4 +168,4 @@ def _show(meter: Meter, title: str, as_json: bool) -> None:
     rows.append(["created", time_cell(meter.created_at)])
     if meter.deleted_at is not None:
         rows.append(["deleted", time_cell(meter.deleted_at)])
-    print_fields(title, rows)
+    print_record(title, rows, meter_document(meter), as_json)

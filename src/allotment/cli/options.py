@@ -1,4 +1,5 @@
-"""Reading the option values people type: times, amounts, `KEY=VALUE` pairs, "1 MONTH".
+"""The options and arguments commands share, and reading the values people type: times,
+amounts, `KEY=VALUE` pairs, "1 MONTH", a customer named by id or key.
 
 A value that cannot be read is an InvalidInput naming the option, so it prints like every other
 error (plain words, exit code 1). Rules about the values themselves (an amount must be positive,
@@ -12,12 +13,34 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import overload
+from typing import Annotated, overload
+
+import typer
 
 from allotment.domain.grant_requests import ExpirationRequest
 from allotment.errors import AllotmentError, FieldError, InvalidInput
+from allotment.services import customers
+from allotment.services.context import ServiceContext
 
 TIME_HELP = "RFC 3339 with an offset, e.g. 2024-02-01T00:00:00Z"
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's shape)")]
+JsonV2Flag = Annotated[bool, typer.Option("--json", help="Print JSON (the API's v2 shape)")]
+CustomerArgument = Annotated[
+    str, typer.Argument(metavar="CUSTOMER", help="The customer's id or key")
+]
+CustomerFilterArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="CUSTOMER", help="Only this customer's (id or key); default: everyone's"
+    ),
+]
+MetadataOption = Annotated[
+    list[str] | None, typer.Option("--metadata", help="KEY=VALUE (repeatable)")
+]
+AtOption = Annotated[
+    str | None, typer.Option("--at", help=f"When to evaluate (default now); {TIME_HELP}")
+]
 
 # Thousands separators are accepted only where they cannot be read any other way.
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -89,6 +112,14 @@ def parse_expires_in(text: str, option: str) -> ExpirationRequest:
     if unit.endswith("S") and len(unit) > 1:
         unit = unit[:-1]
     return ExpirationRequest(duration=unit, count=int(match.group(1)))
+
+
+def customer_ids(context: ServiceContext, customer: str | None) -> list[str]:
+    """The id of the customer a CUSTOMER filter argument names (NotFound if none), or no ids
+    (everyone's) when it is left out."""
+    if customer is None:
+        return []
+    return [customers.get_customer(context, customer).id]
 
 
 @contextmanager
