@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -97,10 +97,7 @@ class Customer:
     @property
     def attribution_keys(self) -> tuple[str, ...]:
         """The event subjects whose usage is this customer's: its key and subject keys, sorted."""
-        keys = set(self.subject_keys)
-        if self.key is not None:
-            keys.add(self.key)
-        return tuple(sorted(keys))
+        return tuple(sorted(_attribution(self.key, self.subject_keys)))
 
 
 def normalised(details: CustomerDetails) -> CustomerDetails:
@@ -152,35 +149,18 @@ def _check_address(errors: ErrorList, address: Address) -> None:
 
 
 def new_customer(details: CustomerDetails, *, customer_id: str, at: datetime) -> Customer:
-    return Customer(
-        id=customer_id,
-        name=details.name,
-        key=details.key,
-        subject_keys=details.subject_keys,
-        description=details.description,
-        primary_email=details.primary_email,
-        currency=details.currency,
-        billing_address=details.billing_address,
-        metadata=details.metadata,
-        created_at=at,
-        updated_at=at,
-    )
+    return Customer(id=customer_id, created_at=at, updated_at=at, **_client_fields(details))
 
 
 def replaced(customer: Customer, details: CustomerDetails, *, at: datetime) -> Customer:
     """Full replace: every client-set field takes the new value, absent ones become empty."""
-    return replace(
-        customer,
-        name=details.name,
-        key=details.key,
-        subject_keys=details.subject_keys,
-        description=details.description,
-        primary_email=details.primary_email,
-        currency=details.currency,
-        billing_address=details.billing_address,
-        metadata=details.metadata,
-        updated_at=at,
-    )
+    return replace(customer, updated_at=at, **_client_fields(details))
+
+
+def _client_fields(details: CustomerDetails) -> dict[str, Any]:
+    """Every field a client sets, by name: the fields of `CustomerDetails`, which `Customer`
+    shares."""
+    return {each.name: getattr(details, each.name) for each in fields(CustomerDetails)}
 
 
 def details_for_subject(subject_key: str) -> CustomerDetails:
@@ -190,10 +170,12 @@ def details_for_subject(subject_key: str) -> CustomerDetails:
 
 def claims_of(details: CustomerDetails) -> frozenset[str]:
     """The attribution keys a customer with these details would hold."""
-    keys: set[str] = set(details.subject_keys)
-    if details.key is not None:
-        keys.add(details.key)
-    return frozenset(keys)
+    return frozenset(_attribution(details.key, details.subject_keys))
+
+
+def _attribution(key: str | None, subject_keys: tuple[str, ...]) -> set[str]:
+    """A customer's attribution keys: its subject keys, and its key when it has one."""
+    return set(subject_keys) | ({key} if key is not None else set())
 
 
 class CustomerOrderBy(StrEnum):
