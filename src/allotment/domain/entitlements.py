@@ -17,6 +17,7 @@ from typing import Any
 from allotment.domain.grants import Grant
 from allotment.domain.periods import Expiration, Recurrence
 from allotment.domain.usage_periods import ManualReset, UsagePeriodTimeline
+from allotment.errors import Conflict
 
 
 class EntitlementType(StrEnum):
@@ -131,6 +132,16 @@ class OwnerKeys:
         if self.subject_keys:
             return min(self.subject_keys)
         return self.customer_key or ""
+
+
+def already_entitled(feature_key: str, existing_id: str) -> Conflict:
+    """One live entitlement per customer and feature key: the error a second one gets, whether
+    the service sees the first one or the database's unique index refuses the insert."""
+    return Conflict(
+        f"customer already has an active entitlement for feature '{feature_key}': {existing_id}",
+        field="featureKey",
+        conflicting_entity_id=existing_id,
+    )
 
 
 class EntitlementOrderBy(StrEnum):

@@ -27,6 +27,7 @@ from allotment.domain.entitlements import (
     EntitlementOrderBy,
     GrantRecord,
     OwnerKeys,
+    already_entitled,
 )
 from allotment.domain.features import Feature
 from allotment.domain.grant_requests import GrantDefaults, new_grant, with_prefix
@@ -34,7 +35,7 @@ from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.periods import Period
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
 from allotment.domain.usage_periods import ManualReset
-from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound
+from allotment.errors import ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
@@ -80,7 +81,7 @@ def create_entitlement(
         )
         existing = uow.entitlements.live_for_customer_feature(customer.id, feature.key)
         if existing is not None:
-            raise _duplicate(feature.key, existing.id)
+            raise already_entitled(feature.key, existing.id)
         grants = _initial_grants(entitlement, request, now)
         uow.entitlements.add(entitlement)
         for grant in grants:
@@ -193,7 +194,10 @@ def list_owner_entitlements(
         if customer is None:
             return ListResult(items=[], total_count=0)
         filters = EntitlementFilter(customer_ids=[customer.id], include_deleted=include_deleted)
-        return _search(uow, filters, window, order, order_by, now)
+        items, total = uow.entitlements.search(
+            filters, order_by=order_by, order=order, window=window
+        )
+        return ListResult(items=_views(uow, items, now), total_count=total)
 
 
 def list_entitlements(
@@ -217,7 +221,10 @@ def list_entitlements(
     if exclude_inactive:
         filters = replace(filters, active_at=now)
     with context.database.unit_of_work() as uow:
-        return _search(uow, filters, window, order, order_by, now)
+        items, total = uow.entitlements.search(
+            filters, order_by=order_by, order=order, window=window
+        )
+        return ListResult(items=_views(uow, items, now), total_count=total)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -230,14 +237,6 @@ def check_filter_values(*filters: tuple[str, Sequence[str]]) -> None:
         if not all(is_storable_text(value) for value in values):
             errors.add(field, UNSTORABLE_TEXT)
     errors.raise_if_any("invalid filter")
-
-
-def _duplicate(feature_key: str, existing_id: str) -> Conflict:
-    return Conflict(
-        f"customer already has an active entitlement for feature '{feature_key}': {existing_id}",
-        field="featureKey",
-        conflicting_entity_id=existing_id,
-    )
 
 
 def _requested_feature(uow: UnitOfWork, request: EntitlementRequest) -> Feature:
@@ -277,24 +276,6 @@ def _initial_grants(
         except InvalidInput as error:
             raise with_prefix(error, f"grants.{index}.") from error
     return grants
-
-
-def _search(
-    uow: UnitOfWork,
-    filters: EntitlementFilter,
-    window: Window | None,
-    order: SortOrder,
-    order_by: EntitlementOrderBy,
-    now: datetime,
-) -> ListResult[EntitlementView]:
-    items, total = uow.entitlements.search(
-        filters,
-        order_by=order_by.value,
-        descending=order is SortOrder.DESC,
-        limit=None if window is None else window.limit,
-        offset=0 if window is None else window.offset,
-    )
-    return ListResult(items=_views(uow, items, now), total_count=total)
 
 
 def _views(

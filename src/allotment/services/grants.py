@@ -114,7 +114,8 @@ def list_entitlement_grants(
         customer = require_owner(uow, owner)
         entitlement = resolve_entitlement(uow, customer, id_or_feature_key)
         filters = GrantFilter(entitlement_ids=[entitlement.id], include_deleted=include_deleted)
-        return _search(uow, filters, window, order, order_by, now)
+        items, total = uow.grants.search(filters, order_by=order_by, order=order, window=window)
+        return ListResult(items=[view_of(g, now) for g in items], total_count=total)
 
 
 def list_grants(
@@ -133,7 +134,8 @@ def list_grants(
     )
     now = context.clock()
     with context.database.unit_of_work() as uow:
-        return _search(uow, filters, window, order, order_by, now)
+        items, total = uow.grants.search(filters, order_by=order_by, order=order, window=window)
+        return ListResult(items=[view_of(g, now) for g in items], total_count=total)
 
 
 def view_of(grant: GrantRecord, now: datetime) -> GrantView:
@@ -173,21 +175,3 @@ def _grant(uow: UnitOfWork, grant_id: str) -> GrantRecord:
     if grant is None:
         raise NotFound(f"grant not found: {grant_id}", field="grantId")
     return grant
-
-
-def _search(
-    uow: UnitOfWork,
-    filters: GrantFilter,
-    window: Window | None,
-    order: SortOrder,
-    order_by: GrantOrderBy,
-    now: datetime,
-) -> ListResult[GrantView]:
-    items, total = uow.grants.search(
-        filters,
-        order_by=order_by.value,
-        descending=order is SortOrder.DESC,
-        limit=None if window is None else window.limit,
-        offset=0 if window is None else window.offset,
-    )
-    return ListResult(items=[view_of(g, now) for g in items], total_count=total)

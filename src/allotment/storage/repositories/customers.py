@@ -6,7 +6,7 @@ customers only and a deleted customer reads back with no subject keys.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    null,
     or_,
     select,
     update,
@@ -31,7 +30,7 @@ from allotment.domain.customers import (
     CustomerOrderBy,
 )
 from allotment.domain.listing import ListResult, SortOrder, Window
-from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.base import Repository, json_document
 from allotment.storage.tables import customer_subjects, customers, entitlements
 
 # Any constant works; it only has to be the same for every writer of customer attribution.
@@ -45,11 +44,6 @@ class AttributionClaim:
     customer_id: str
     value: str
     as_subject_key: bool
-
-
-def _document(value: Mapping[str, Any] | None) -> Any:
-    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
-    return null() if value is None else dict(value)
 
 
 def _address(document: Any) -> Address | None:
@@ -93,13 +87,13 @@ def _values(customer: Customer) -> dict[str, Any]:
         "description": customer.description,
         "primary_email": customer.primary_email,
         "currency": customer.currency,
-        "billing_address": _document(
+        "billing_address": json_document(
             None
             if address is None
             else {name: value for name, value in address.lines().items() if value is not None}
         ),
-        "metadata": _document(customer.metadata),
-        "annotations": _document(customer.annotations),
+        "metadata": json_document(customer.metadata),
+        "annotations": json_document(customer.annotations),
         "created_at": customer.created_at,
         "updated_at": customer.updated_at,
         "deleted_at": customer.deleted_at,
@@ -226,20 +220,10 @@ class CustomerRepository(Repository):
             )
         if criteria.plan_key is not None:
             conditions.append(false())
-        total = self.connection.execute(
-            select(func.count()).select_from(customers).where(*conditions)
-        ).scalar_one()
         column = _ORDER_COLUMNS[criteria.order_by]
-        direction = column.desc() if criteria.order is SortOrder.DESC else column.asc()
-        tiebreak = customers.c.id.desc() if criteria.order is SortOrder.DESC else customers.c.id
-        query = (
-            select(customers)
-            .where(*conditions)
-            .order_by(direction, tiebreak)
-            .offset(window.offset)
-            .limit(window.limit)
-        )
-        rows = list(self.connection.execute(query))
+        descending = criteria.order is SortOrder.DESC
+        ordering = [part.desc() if descending else part.asc() for part in (column, customers.c.id)]
+        rows, total = self.page(customers, conditions, ordering, window)
         keys = self._subject_keys_of([row.id for row in rows])
         items = [_to_customer(row, keys.get(row.id, ())) for row in rows]
         return ListResult(items=items, total_count=total)

@@ -6,28 +6,24 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from allotment.domain.entitlements import (
     Entitlement,
     EntitlementFilter,
+    EntitlementOrderBy,
     EntitlementType,
     OwnerKeys,
+    already_entitled,
 )
-from allotment.domain.periods import Interval, Recurrence
+from allotment.domain.listing import SortOrder, Window
 from allotment.domain.usage_periods import ManualReset
-from allotment.errors import Conflict
-from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.base import Repository, recurrence_of
 from allotment.storage.tables import customer_subjects, customers, entitlements, usage_resets
 
 
 def _to_entitlement(row: Any) -> Entitlement:
-    usage_period = None
-    if row.usage_period_interval is not None and row.usage_period_anchor is not None:
-        usage_period = Recurrence(
-            Interval.parse(row.usage_period_interval), row.usage_period_anchor
-        )
     return Entitlement(
         id=row.id,
         type=EntitlementType(row.type),
@@ -37,7 +33,7 @@ def _to_entitlement(row: Any) -> Entitlement:
         active_from=row.active_from,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        usage_period=usage_period,
+        usage_period=recurrence_of(row.usage_period_interval, row.usage_period_anchor),
         measure_usage_from=row.measure_usage_from,
         is_soft_limit=bool(row.is_soft_limit),
         issue_after_reset=row.issue_after_reset,
@@ -77,6 +73,12 @@ def _values(entitlement: Entitlement) -> dict[str, Any]:
     }
 
 
+_ORDER_COLUMNS = {
+    EntitlementOrderBy.CREATED_AT: entitlements.c.created_at,
+    EntitlementOrderBy.UPDATED_AT: entitlements.c.updated_at,
+}
+
+
 class EntitlementRepository(Repository):
     def add(self, entitlement: Entitlement) -> None:
         """Insert; a second live entitlement for the customer and feature key is a Conflict.
@@ -92,12 +94,7 @@ class EntitlementRepository(Repository):
             live = self.live_for_customer_feature(entitlement.customer_id, entitlement.feature_key)
             if live is None:
                 raise
-            raise Conflict(
-                f"customer already has an active entitlement for feature "
-                f"'{entitlement.feature_key}': {live.id}",
-                field="featureKey",
-                conflicting_entity_id=live.id,
-            ) from error
+            raise already_entitled(entitlement.feature_key, live.id) from error
 
     def get(self, entitlement_id: str) -> Entitlement | None:
         row = self.connection.execute(
@@ -218,28 +215,15 @@ class EntitlementRepository(Repository):
         self,
         filters: EntitlementFilter,
         *,
-        order_by: str = "createdAt",
-        descending: bool = False,
-        limit: int | None = None,
-        offset: int = 0,
+        order_by: EntitlementOrderBy = EntitlementOrderBy.CREATED_AT,
+        order: SortOrder = SortOrder.ASC,
+        window: Window | None = None,
     ) -> tuple[list[Entitlement], int]:
         """A page of entitlements matching `filters`, and how many match in all."""
-        condition = and_(true(), *self._conditions(filters))
-        column = {
-            "createdAt": entitlements.c.created_at,
-            "updatedAt": entitlements.c.updated_at,
-        }.get(order_by, entitlements.c.created_at)
-        ordering = [column.desc() if descending else column, entitlements.c.id]
-        query = select(entitlements).where(condition).order_by(*ordering).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        items = [_to_entitlement(row) for row in self.connection.execute(query)]
-        total = int(
-            self.connection.execute(
-                select(func.count()).select_from(entitlements).where(condition)
-            ).scalar_one()
-        )
-        return items, total
+        column = _ORDER_COLUMNS[order_by]
+        ordering = [column.desc() if order is SortOrder.DESC else column, entitlements.c.id]
+        rows, total = self.page(entitlements, self._conditions(filters), ordering, window)
+        return [_to_entitlement(row) for row in rows], total
 
     # -- manual resets ------------------------------------------------------------------------
 

@@ -11,19 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, null, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from allotment.domain.features import Feature, FeatureFilter, FeatureOrderBy
 from allotment.domain.group_filters import StringFilter, parse_filter
 from allotment.domain.listing import ListResult, SortOrder, Window
-from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.base import Repository, json_document
 from allotment.storage.tables import features
-
-
-def _document(value: Mapping[str, Any] | None) -> Any:
-    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
-    return null() if value is None else dict(value)
 
 
 def _filters_from_document(document: Mapping[str, Any] | None) -> dict[str, StringFilter]:
@@ -55,8 +50,8 @@ def _values(feature: Feature) -> dict[str, Any]:
         "key": feature.key,
         "name": feature.name,
         "meter_slug": feature.meter_slug,
-        "meter_group_by_filters": _document(filters or None),
-        "metadata": _document(feature.metadata),
+        "meter_group_by_filters": json_document(filters or None),
+        "metadata": json_document(feature.metadata),
         "created_at": feature.created_at,
         "updated_at": feature.updated_at,
         "archived_at": feature.archived_at,
@@ -125,22 +120,12 @@ class FeatureRepository(Repository):
             conditions.append(features.c.meter_slug.in_(criteria.meter_slugs))
         if not criteria.include_archived:
             conditions.append(features.c.archived_at.is_(None))
-        total = self.connection.execute(
-            select(func.count()).select_from(features).where(*conditions)
-        ).scalar_one()
         column = _ORDER_COLUMNS[criteria.order_by]
         descending = criteria.order is SortOrder.DESC
         # Archived features may share a key with the live one: order ties by creation, then id.
-        tiebreaks = (features.c.created_at, features.c.id)
-        query = (
-            select(features)
-            .where(*conditions)
-            .order_by(
-                column.desc() if descending else column.asc(),
-                *(tiebreak.desc() if descending else tiebreak.asc() for tiebreak in tiebreaks),
-            )
-            .offset(window.offset)
-            .limit(window.limit)
-        )
-        items = [_to_feature(row) for row in self.connection.execute(query)]
-        return ListResult(items=items, total_count=total)
+        ordering = [
+            part.desc() if descending else part.asc()
+            for part in (column, features.c.created_at, features.c.id)
+        ]
+        rows, total = self.page(features, conditions, ordering, window)
+        return ListResult(items=[_to_feature(row) for row in rows], total_count=total)

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 
-from allotment.domain.entitlements import GrantFilter, GrantRecord
-from allotment.domain.periods import Expiration, Interval, Recurrence
-from allotment.storage.repositories.base import Repository
+from allotment.domain.entitlements import GrantFilter, GrantOrderBy, GrantRecord
+from allotment.domain.listing import SortOrder, Window
+from allotment.domain.periods import Expiration
+from allotment.storage.repositories.base import Repository, recurrence_of
 from allotment.storage.tables import customer_subjects, customers, entitlements, grants
 
 
@@ -18,9 +19,6 @@ def _to_grant(row: Any) -> GrantRecord:
     expiration = None
     if row.expiration_duration is not None and row.expiration_count is not None:
         expiration = Expiration.parse(row.expiration_duration, row.expiration_count)
-    recurrence = None
-    if row.recurrence_interval is not None and row.recurrence_anchor is not None:
-        recurrence = Recurrence(Interval.parse(row.recurrence_interval), row.recurrence_anchor)
     return GrantRecord(
         id=row.id,
         entitlement_id=row.entitlement_id,
@@ -33,12 +31,21 @@ def _to_grant(row: Any) -> GrantRecord:
         updated_at=row.updated_at,
         expiration=expiration,
         expires_at=row.expires_at,
-        recurrence=recurrence,
+        recurrence=recurrence_of(row.recurrence_interval, row.recurrence_anchor),
         metadata=row.metadata or {},
         annotations=row.annotations or {},
         voided_at=row.voided_at,
         deleted_at=row.deleted_at,
     )
+
+
+_ORDER_COLUMNS = {
+    GrantOrderBy.ID: grants.c.id,
+    GrantOrderBy.CREATED_AT: grants.c.created_at,
+    GrantOrderBy.UPDATED_AT: grants.c.updated_at,
+    GrantOrderBy.EFFECTIVE_AT: grants.c.effective_at,
+    GrantOrderBy.EXPIRES_AT: grants.c.expires_at,
+}
 
 
 class GrantRepository(Repository):
@@ -160,27 +167,12 @@ class GrantRepository(Repository):
         self,
         filters: GrantFilter,
         *,
-        order_by: str = "createdAt",
-        descending: bool = False,
-        limit: int | None = None,
-        offset: int = 0,
+        order_by: GrantOrderBy = GrantOrderBy.CREATED_AT,
+        order: SortOrder = SortOrder.ASC,
+        window: Window | None = None,
     ) -> tuple[list[GrantRecord], int]:
-        condition = and_(true(), *self._conditions(filters))
-        column = {
-            "id": grants.c.id,
-            "createdAt": grants.c.created_at,
-            "updatedAt": grants.c.updated_at,
-            "effectiveAt": grants.c.effective_at,
-            "expiresAt": grants.c.expires_at,
-        }.get(order_by, grants.c.created_at)
-        ordering = [column.desc() if descending else column, grants.c.id]
-        query = select(grants).where(condition).order_by(*ordering).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
-        items = [_to_grant(row) for row in self.connection.execute(query)]
-        total = int(
-            self.connection.execute(
-                select(func.count()).select_from(grants).where(condition)
-            ).scalar_one()
-        )
-        return items, total
+        """A page of grants matching `filters`, and how many match in all."""
+        column = _ORDER_COLUMNS[order_by]
+        ordering = [column.desc() if order is SortOrder.DESC else column, grants.c.id]
+        rows, total = self.page(grants, self._conditions(filters), ordering, window)
+        return [_to_grant(row) for row in rows], total

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import null, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from allotment.domain.subjects import Subject
-from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.base import Repository, json_document
 from allotment.storage.tables import subjects
-
-
-def _document(value: Mapping[str, Any] | None) -> Any:
-    """SQL NULL for "none": the JSON type would otherwise store a JSON `null`."""
-    return null() if value is None else dict(value)
 
 
 def _to_subject(row: Any) -> Subject:
@@ -39,7 +34,7 @@ def _values(subject: Subject) -> dict[str, Any]:
         "id": subject.id,
         "key": subject.key,
         "display_name": subject.display_name,
-        "metadata": _document(subject.metadata),
+        "metadata": json_document(subject.metadata),
         "current_period_start": subject.current_period_start,
         "current_period_end": subject.current_period_end,
         "stripe_customer_id": subject.stripe_customer_id,
