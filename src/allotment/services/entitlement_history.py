@@ -7,11 +7,10 @@ from datetime import datetime
 
 from allotment.domain.history import History, build_history, history_query, plan_history
 from allotment.domain.instants import checked_instant
-from allotment.errors import InvalidInput
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
-    ENTITLEMENT_FIELD,
     Owner,
+    require_metered,
     require_owner,
     resolve_entitlement,
 )
@@ -40,12 +39,8 @@ def entitlement_history(
     with context.database.unit_of_work() as uow:
         customer = require_owner(uow, owner)
         entitlement = resolve_entitlement(uow, customer, id_or_feature_key)
-        if not entitlement.is_metered or entitlement.measure_usage_from is None:
-            raise InvalidInput(
-                f"entitlement {entitlement.id} is {entitlement.type.value}; only metered "
-                "entitlements have a balance history",
-                field=ENTITLEMENT_FIELD,
-            )
+        require_metered(entitlement, "have a balance history")
+        assert entitlement.measure_usage_from is not None  # every metered entitlement has one
         inputs = metered_inputs(uow, customer, [entitlement])[entitlement.id]
         query = history_query(
             start or inputs.terms.timeline.last_reset,

@@ -18,7 +18,7 @@ from datetime import datetime
 from allotment.domain.customers import Customer
 from allotment.domain.entitlements import Entitlement, OwnerKeys
 from allotment.domain.text import is_storable_text
-from allotment.errors import NotFound
+from allotment.errors import InvalidInput, NotFound
 from allotment.ids import is_ulid
 from allotment.services.customers import (
     customer_for_subject,
@@ -140,3 +140,24 @@ def lock_entitlement(uow: UnitOfWork, entitlement: Entitlement) -> Entitlement:
     current = uow.entitlements.get(entitlement.id)
     assert current is not None  # entitlements are never removed
     return current
+
+
+def require_metered(entitlement: Entitlement, what_only_metered_do: str) -> None:
+    """InvalidInput naming the path's entitlement unless it is metered; the message ends "only
+    metered entitlements <what_only_metered_do>" (take grants, have usage to reset, ...)."""
+    if not entitlement.is_metered:
+        raise InvalidInput(
+            f"entitlement {entitlement.id} is {entitlement.type.value}; only metered "
+            f"entitlements {what_only_metered_do}",
+            field=ENTITLEMENT_FIELD,
+        )
+
+
+def require_live(entitlement: Entitlement, consequence: str = "") -> None:
+    """InvalidInput naming the path's entitlement when it is deleted (ended or overridden);
+    `consequence`, when given, follows as "...is deleted; <consequence>"."""
+    if entitlement.deleted_at is not None:
+        suffix = f"; {consequence}" if consequence else ""
+        raise InvalidInput(
+            f"entitlement {entitlement.id} is deleted{suffix}", field=ENTITLEMENT_FIELD
+        )

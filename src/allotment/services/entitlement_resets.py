@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from allotment.domain.instants import checked_instant
-from allotment.errors import InvalidInput
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
-    ENTITLEMENT_FIELD,
     Owner,
     lock_entitlement,
+    require_live,
+    require_metered,
     require_owner,
     resolve_entitlement,
 )
@@ -43,14 +43,8 @@ def reset_entitlement(
     with context.database.unit_of_work(write=True) as uow:
         customer = require_owner(uow, owner)
         entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
-        if not entitlement.is_metered:
-            raise InvalidInput(
-                f"entitlement {entitlement.id} is {entitlement.type.value}; only metered "
-                "entitlements have usage to reset",
-                field=ENTITLEMENT_FIELD,
-            )
-        if entitlement.deleted_at is not None:
-            raise InvalidInput(f"entitlement {entitlement.id} is deleted", field=ENTITLEMENT_FIELD)
+        require_metered(entitlement, "have usage to reset")
+        require_live(entitlement)
         timeline = entitlement.timeline(uow.entitlements.resets(entitlement.id))
         reset_at = timeline.validate_manual_reset(requested, now)
         _timeline, reset = timeline.with_manual_reset(

@@ -45,6 +45,7 @@ from allotment.services.entitlement_owners import (
     lock_entitlement,
     owner_keys,
     provision_owner,
+    require_live,
     require_owner,
     resolve_entitlement,
 )
@@ -104,11 +105,7 @@ def override_entitlement(
     with context.database.unit_of_work(write=True) as uow:
         customer = require_owner(uow, owner)
         old = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
-        if old.deleted_at is not None:
-            raise InvalidInput(
-                f"entitlement {old.id} is deleted; only a live entitlement can be overridden",
-                field=ENTITLEMENT_FIELD,
-            )
+        require_live(old, "only a live entitlement can be overridden")
         feature = _requested_feature(uow, request)
         if feature.key != old.feature_key:
             raise InvalidInput(

@@ -21,13 +21,14 @@ from allotment.domain.grants import validate_void
 from allotment.domain.instants import checked_instant
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.text import is_storable_text
-from allotment.errors import InvalidInput, NotFound
+from allotment.errors import NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
-    ENTITLEMENT_FIELD,
     Owner,
     lock_entitlement,
+    require_live,
+    require_metered,
     require_owner,
     resolve_entitlement,
 )
@@ -153,17 +154,8 @@ def view_of(grant: GrantRecord, now: datetime) -> GrantView:
 
 
 def _current_period_start(uow: UnitOfWork, entitlement: Entitlement, now: datetime) -> datetime:
-    if not entitlement.is_metered:
-        raise InvalidInput(
-            f"entitlement {entitlement.id} is {entitlement.type.value}; only metered "
-            "entitlements take grants",
-            field=ENTITLEMENT_FIELD,
-        )
-    if entitlement.deleted_at is not None:
-        raise InvalidInput(
-            f"entitlement {entitlement.id} is deleted; it takes no new grants",
-            field=ENTITLEMENT_FIELD,
-        )
+    require_metered(entitlement, "take grants")
+    require_live(entitlement, "it takes no new grants")
     timeline = entitlement.timeline(uow.entitlements.resets(entitlement.id))
     return timeline.current_period_at(now).start
 
