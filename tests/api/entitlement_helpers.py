@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi.testclient import TestClient
-from httpx import Response
 
 from allotment.ids import new_id
 
@@ -44,20 +42,6 @@ def send_usage(client: TestClient, tokens: float, at: str, subject: str = "acme"
     }
     response = client.post("/api/v1/events", json=event)
     assert response.status_code == 204, response.text
-
-
-def problem(response: Response, status: int) -> dict[str, Any]:
-    """The problem+json body of an error response, after checking its status and type."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["type"] == "about:blank" and body["detail"]
-    return body
-
-
-def fields_of(body: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in body.get("extensions", {}).get("validationErrors", [])]
 
 
 def iso(t: datetime) -> str:

@@ -6,11 +6,7 @@ from fastapi.testclient import TestClient
 
 from allotment.services import api_keys
 from allotment.services.context import ServiceContext
-
-
-def _problem(response) -> dict:  # type: ignore[no-untyped-def]
-    assert response.headers["content-type"].startswith("application/problem+json")
-    return response.json()
+from tests.api.problems import problem
 
 
 def test_health_needs_no_key_and_reports_migrated_database(anonymous_client: TestClient) -> None:
@@ -22,8 +18,7 @@ def test_health_needs_no_key_and_reports_migrated_database(anonymous_client: Tes
 
 def test_missing_key_is_401_problem(anonymous_client: TestClient) -> None:
     response = anonymous_client.get("/api/v1/meters")
-    assert response.status_code == 401
-    body = _problem(response)
+    body = problem(response, 401)
     assert body["status"] == 401
     assert body["title"] == "Unauthorized"
     assert "missing API key" in body["detail"]
@@ -34,8 +29,7 @@ def test_wrong_key_is_401(anonymous_client: TestClient) -> None:
     response = anonymous_client.get(
         "/api/v1/meters", headers={"Authorization": "Bearer alt_not-a-real-key"}
     )
-    assert response.status_code == 401
-    assert "invalid or revoked" in _problem(response)["detail"]
+    assert "invalid or revoked" in problem(response, 401)["detail"]
 
 
 def test_revoked_key_is_rejected(anonymous_client: TestClient, context: ServiceContext) -> None:
@@ -64,8 +58,7 @@ def test_scopes(anonymous_client: TestClient, context: ServiceContext) -> None:
     # An ingest key may send events and nothing else.
     assert call("POST", "/api/v1/events", ingest, json=event).status_code == 204
     forbidden = call("GET", "/api/v1/meters", ingest)
-    assert forbidden.status_code == 403
-    assert "scope 'ingest'" in _problem(forbidden)["detail"]
+    assert "scope 'ingest'" in problem(forbidden, 403)["detail"]
     # A read key may read but not write.
     assert call("GET", "/api/v1/meters", read).status_code == 200
     assert call("POST", "/api/v1/events", read, json=event).status_code == 403

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from allotment.services.context import ServiceContext
-from allotment.storage.tables import entitlements, features
+from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
+from tests.factories import add_boolean_entitlement_row
 
 ACME = {
     "name": "ACME Inc.",
@@ -22,18 +22,6 @@ ACME = {
     "metadata": {"crmId": "42"},
     "description": "first customer",
 }
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
-def _fields(problem: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in problem["extensions"]["validationErrors"]]
 
 
 def test_create_returns_201_with_every_field(client: TestClient) -> None:
@@ -77,23 +65,23 @@ def test_create_returns_201_with_every_field(client: TestClient) -> None:
 def test_invalid_customers_are_400_naming_the_field(
     client: TestClient, body: dict[str, Any], fields: list[str]
 ) -> None:
-    problem = _problem(client.post("/api/v1/customers", json=body), 400)
-    assert _fields(problem) == fields
+    refused = problem(client.post("/api/v1/customers", json=body), 400)
+    assert fields_of(refused) == fields
 
 
 def test_conflicts_are_409_naming_the_field(client: TestClient) -> None:
     acme = client.post("/api/v1/customers", json=ACME).json()
-    taken_key = _problem(client.post("/api/v1/customers", json={"name": "A2", "key": "acme"}), 409)
-    assert _fields(taken_key) == ["key"]
+    taken_key = problem(client.post("/api/v1/customers", json={"name": "A2", "key": "acme"}), 409)
+    assert fields_of(taken_key) == ["key"]
     assert taken_key["extensions"]["conflictingEntityId"] == acme["id"]
-    taken_subject = _problem(
+    taken_subject = problem(
         client.post(
             "/api/v1/customers",
             json={"name": "B", "key": "beta", "usageAttribution": {"subjectKeys": ["acme-dev"]}},
         ),
         409,
     )
-    assert _fields(taken_subject) == ["usageAttribution.subjectKeys"]
+    assert fields_of(taken_subject) == ["usageAttribution.subjectKeys"]
     assert "'acme-dev' is already a subject key" in taken_subject["detail"]
 
 
@@ -113,8 +101,8 @@ def test_put_replaces_everything(client: TestClient, clock: SettableClock) -> No
         "createdAt": "2024-01-15T12:00:00Z",
         "updatedAt": "2024-01-15T13:00:00Z",
     }
-    _problem(client.put("/api/v1/customers/acme", json={"key": "acme"}), 400)
-    _problem(client.put("/api/v1/customers/nobody", json={"name": "n", "key": "n"}), 404)
+    problem(client.put("/api/v1/customers/acme", json={"key": "acme"}), 400)
+    problem(client.put("/api/v1/customers/nobody", json={"name": "n", "key": "n"}), 404)
 
 
 def test_delete_soft_deletes_and_guards_entitlements(
@@ -122,34 +110,16 @@ def test_delete_soft_deletes_and_guards_entitlements(
 ) -> None:
     acme = client.post("/api/v1/customers", json=ACME).json()
     beta = client.post("/api/v1/customers", json={"name": "Beta", "key": "beta"}).json()
-    with context.database.engine.begin() as connection:
-        at = clock()
-        connection.execute(
-            insert(features).values(
-                id="01HZZZZZZZZZZZZZZZZZZZFEAT", key="sso", name="SSO", created_at=at, updated_at=at
-            )
-        )
-        connection.execute(
-            insert(entitlements).values(
-                id="01HZZZZZZZZZZZZZZZZZZZENT1",
-                type="boolean",
-                customer_id=beta["id"],
-                feature_id="01HZZZZZZZZZZZZZZZZZZZFEAT",
-                feature_key="sso",
-                active_from=at,
-                created_at=at,
-                updated_at=at,
-            )
-        )
-    refused = _problem(client.delete("/api/v1/customers/beta"), 409)
+    add_boolean_entitlement_row(context, beta["id"], at=clock())
+    refused = problem(client.delete("/api/v1/customers/beta"), 409)
     assert "active entitlement" in refused["detail"]
 
     assert client.delete("/api/v1/customers/acme").status_code == 204
-    _problem(client.get("/api/v1/customers/acme"), 404)
+    problem(client.get("/api/v1/customers/acme"), 404)
     deleted = client.get(f"/api/v1/customers/{acme['id']}").json()
     assert deleted["deletedAt"] == "2024-01-15T12:00:00Z"
-    _problem(client.put(f"/api/v1/customers/{acme['id']}", json={"name": "x", "key": "x"}), 412)
-    _problem(client.delete(f"/api/v1/customers/{acme['id']}"), 404)
+    problem(client.put(f"/api/v1/customers/{acme['id']}", json={"name": "x", "key": "x"}), 412)
+    problem(client.delete(f"/api/v1/customers/{acme['id']}"), 404)
 
 
 def test_list_is_always_paginated_and_filters(client: TestClient, clock: SettableClock) -> None:
@@ -196,5 +166,5 @@ def test_list_is_always_paginated_and_filters(client: TestClient, clock: Settabl
     ],
 )
 def test_bad_list_parameters_are_400(client: TestClient, query: str, field: str) -> None:
-    problem = _problem(client.get(f"/api/v1/customers?{query}"), 400)
-    assert _fields(problem) == [field]
+    refused = problem(client.get(f"/api/v1/customers?{query}"), 400)
+    assert fields_of(refused) == [field]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.entitlement_helpers import MONTHLY, fields_of, problem, setup_catalogue
+from tests.api.entitlement_helpers import MONTHLY, setup_catalogue
+from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
 
 V2 = "/api/v2/customers/acme/entitlements"

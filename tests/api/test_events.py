@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from allotment.domain.time import utc
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.storage.tables import customer_subjects, customers
+from tests.api.problems import problem, problem_fields
 from tests.conftest import SettableClock
-from tests.storage.event_factories import utc
 
 BATCH = "application/cloudevents-batch+json"
 SINGLE = "application/cloudevents+json"
@@ -42,17 +43,6 @@ def listed_ids(client: TestClient, **params: Any) -> list[str]:
     response = client.get("/api/v1/events", params=params)
     assert response.status_code == 200, response.text
     return [item["event"]["id"] for item in response.json()]
-
-
-def problem(response: Any, status: int = 400) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def bad_fields(response: Any) -> list[str]:
-    return [e["field"] for e in problem(response)["extensions"]["validationErrors"]]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +92,7 @@ def test_a_bad_event_stores_nothing_and_is_named(client: TestClient) -> None:
     batch[4]["time"] = "yesterday"
     response = post(client, batch)
     body = problem(response)
-    assert bad_fields(response) == ["[3].subject", "[4].time"]
+    assert problem_fields(response) == ["[3].subject", "[4].time"]
     assert body["detail"].startswith("invalid events [3], [4]: [3].subject: ")
     assert "nothing was stored" in body["detail"]
     assert listed_ids(client) == []
@@ -127,11 +117,11 @@ def test_a_bad_event_stores_nothing_and_is_named(client: TestClient) -> None:
 )
 def test_each_rule_names_its_field(client: TestClient, change: dict[str, Any], field: str) -> None:
     response = post(client, [cloud_event("e0", **change)])
-    assert bad_fields(response) == [field]
+    assert problem_fields(response) == [field]
 
 
 def test_a_single_event_is_named_without_an_index(client: TestClient) -> None:
-    assert bad_fields(post(client, cloud_event("e0", subject=""), SINGLE)) == ["subject"]
+    assert problem_fields(post(client, cloud_event("e0", subject=""), SINGLE)) == ["subject"]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +146,7 @@ def test_content_errors_are_listed_with_schema_errors(client: TestClient) -> Non
         b'[{"id":"a","source":"s","type":"t"},'
         b'{"id":"b","source":"s","type":"t","subject":"x","data":{"n":NaN}}]'
     )
-    assert bad_fields(post(client, raw)) == ["[0].subject", "[1].data"]
+    assert problem_fields(post(client, raw)) == ["[0].subject", "[1].data"]
 
 
 @pytest.mark.parametrize(
@@ -173,7 +163,7 @@ def test_malformed_requests(
     client: TestClient, content: bytes, content_type: str, field: str, detail: str
 ) -> None:
     response = post(client, content, content_type)
-    assert bad_fields(response) == [field]
+    assert problem_fields(response) == [field]
     assert detail in problem(response)["detail"]
 
 
@@ -284,7 +274,7 @@ def test_listing_filters(client: TestClient, clock: SettableClock) -> None:
 def test_listing_rejects_bad_filters(
     client: TestClient, params: dict[str, Any], field: str
 ) -> None:
-    assert bad_fields(client.get("/api/v1/events", params=params)) == [field]
+    assert problem_fields(client.get("/api/v1/events", params=params)) == [field]
 
 
 def test_listing_shows_and_filters_by_customer(client: TestClient, context: ServiceContext) -> None:
@@ -322,10 +312,10 @@ def test_listing_shows_and_filters_by_customer(client: TestClient, context: Serv
 )
 def test_event_times_must_be_plausible(client: TestClient, time: str) -> None:
     response = post(client, [cloud_event("ok"), cloud_event("far", time=time)])
-    assert bad_fields(response) == ["[1].time"]
+    assert problem_fields(response) == ["[1].time"]
     assert listed_ids(client) == []
 
 
 def test_nul_characters_in_filters_are_refused_not_crashed_on(client: TestClient) -> None:
     for params, field in [({"id": "a\x00b"}, "id"), ({"customerId": "\x00"}, "customerId")]:
-        assert bad_fields(client.get("/api/v1/events", params=params)) == [field]
+        assert problem_fields(client.get("/api/v1/events", params=params)) == [field]

@@ -8,25 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from allotment.services.context import ServiceContext
+from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
-from tests.services.meter_rows import add_meter
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
-def _fields(problem: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in problem["extensions"]["validationErrors"]]
+from tests.factories import make_meter
 
 
 @pytest.fixture
 def tokens_meter(context: ServiceContext) -> str:
-    add_meter(context, "tokens", group_by={"model": "$.model", "type": "$.type"})
+    make_meter(context, "tokens", group_by={"model": "$.model", "type": "$.type"})
     return "tokens"
 
 
@@ -189,34 +178,34 @@ def test_balances_count_only_the_usage_the_feature_filters_match(
 def test_invalid_features_are_refused_naming_the_field(
     client: TestClient, tokens_meter: str, body: dict[str, Any], status: int, fields: list[str]
 ) -> None:
-    problem = _problem(client.post("/api/v1/features", json=body), status)
-    assert _fields(problem) == fields
+    refused = problem(client.post("/api/v1/features", json=body), status)
+    assert fields_of(refused) == fields
 
 
 def test_meter_aggregation_must_suit_a_balance(client: TestClient, context: ServiceContext) -> None:
-    add_meter(context, "latency", aggregation="MAX")
-    problem = _problem(
+    make_meter(context, "latency", aggregation="MAX")
+    refused = problem(
         client.post("/api/v1/features", json={"key": "k", "name": "n", "meterSlug": "latency"}),
         400,
     )
-    assert "aggregates MAX" in problem["detail"]
+    assert "aggregates MAX" in refused["detail"]
 
 
 def test_duplicate_live_key_is_409_and_archive_frees_it(
     client: TestClient, clock: SettableClock
 ) -> None:
     first = client.post("/api/v1/features", json={"key": "sso", "name": "SSO"}).json()
-    conflict = _problem(client.post("/api/v1/features", json={"key": "sso", "name": "again"}), 409)
+    conflict = problem(client.post("/api/v1/features", json={"key": "sso", "name": "again"}), 409)
     assert conflict["extensions"]["conflictingEntityId"] == first["id"]
-    assert _fields(conflict) == ["key"]
+    assert fields_of(conflict) == ["key"]
 
     clock.set(clock().replace(hour=14))
     archived = client.delete("/api/v1/features/sso")
     assert (archived.status_code, archived.content) == (204, b"")
-    _problem(client.get("/api/v1/features/sso"), 404)
-    _problem(client.get(f"/api/v1/features/{first['id']}"), 404)
+    problem(client.get("/api/v1/features/sso"), 404)
+    problem(client.get(f"/api/v1/features/{first['id']}"), 404)
     assert client.delete(f"/api/v1/features/{first['id']}").status_code == 204
-    _problem(client.delete("/api/v1/features/sso"), 404)
+    problem(client.delete("/api/v1/features/sso"), 404)
 
     second = client.post("/api/v1/features", json={"key": "sso", "name": "SSO v2"})
     assert second.status_code == 201
@@ -230,8 +219,8 @@ def test_duplicate_live_key_is_409_and_archive_frees_it(
 def test_list_shapes_filters_and_order(
     client: TestClient, context: ServiceContext, clock: SettableClock
 ) -> None:
-    add_meter(context, "tokens")
-    add_meter(context, "calls", aggregation="COUNT")
+    make_meter(context, "tokens")
+    make_meter(context, "calls", aggregation="COUNT")
     created = [
         ("b_feature", "Alpha", "tokens"),
         ("c_feature", "Bravo", "calls"),
@@ -270,4 +259,4 @@ def test_list_shapes_filters_and_order(
     ],
 )
 def test_bad_list_parameters_are_400(client: TestClient, query: str, field: str) -> None:
-    assert _fields(_problem(client.get(f"/api/v1/features?{query}"), 400)) == [field]
+    assert fields_of(problem(client.get(f"/api/v1/features?{query}"), 400)) == [field]

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from allotment.domain.time import utc
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.storage.tables import customer_subjects, customers
+from tests.api.problems import problem_fields
 from tests.conftest import SettableClock
-from tests.storage.event_factories import utc
 
 
 def ingest(client: TestClient, *events: tuple[str, str, dict[str, Any] | None]) -> None:
@@ -65,12 +66,6 @@ def rows(client: TestClient, **params: Any) -> list[tuple[Any, ...]]:
         (r["windowStart"], r["windowEnd"], r["subject"], r["groupBy"], r["value"])
         for r in query(client, **params)["data"]
     ]
-
-
-def problem_fields(response: Any, status: int = 400) -> list[str]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    return [e["field"] for e in response.json().get("extensions", {}).get("validationErrors", [])]
 
 
 # Eight values over one hour: 3 1 4 1 5 9 2 6, the last at 10:07.

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from allotment.ids import is_ulid, new_id
+from allotment.domain.time import utc
+from allotment.ids import is_ulid
 from allotment.services.context import ServiceContext
-from allotment.storage.tables import features
+from tests.api.problems import problem, problem_fields
 from tests.conftest import SettableClock
-from tests.storage.event_factories import utc
+from tests.factories import make_feature
 
 TOKENS = {
     "slug": "tokens",
@@ -23,17 +24,6 @@ TOKENS = {
     "groupBy": {"model": "$.model", "kind": "$.type"},
     "metadata": {"team": "ai"},
 }
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def bad_fields(response: Any) -> list[str]:
-    return [e["field"] for e in problem(response, 400)["extensions"]["validationErrors"]]
 
 
 def create(client: TestClient, **fields: Any) -> dict[str, Any]:
@@ -97,7 +87,7 @@ def test_invalid_definitions_name_the_field(
     client: TestClient, changes: dict[str, Any], fields: list[str]
 ) -> None:
     response = client.post("/api/v1/meters", json={**TOKENS, **changes})
-    assert bad_fields(response) == fields
+    assert problem_fields(response) == fields
     assert client.get("/api/v1/meters").json() == []
 
 
@@ -142,7 +132,7 @@ def test_list_orders_and_includes_deleted_on_request(
     assert slugs(orderBy="createdAt", order="DESC") == ["a_meter", "b_meter"]
     assert slugs(orderBy="aggregation") == ["b_meter", "a_meter"]
     assert slugs(page=2, pageSize=1) == ["b_meter"]
-    assert bad_fields(client.get("/api/v1/meters", params={"orderBy": "colour"})) == ["orderBy"]
+    assert problem_fields(client.get("/api/v1/meters", params={"orderBy": "colour"})) == ["orderBy"]
 
 
 def test_update_replaces_the_mutable_fields(client: TestClient, clock: SettableClock) -> None:
@@ -165,33 +155,17 @@ def test_update_replaces_the_mutable_fields(client: TestClient, clock: SettableC
         "updatedAt": "2024-02-01T00:00:00Z",
     }
     assert client.get(f"/api/v1/meters/{meter['id']}").json() == updated
-    assert bad_fields(client.put("/api/v1/meters/tokens", json={"groupBy": {"m": "$..x"}})) == [
+    assert problem_fields(client.put("/api/v1/meters/tokens", json={"groupBy": {"m": "$..x"}})) == [
         "groupBy.m"
     ]
     assert problem(client.put("/api/v1/meters/none", json={}), 404)["status"] == 404
-
-
-def add_feature(context: ServiceContext, meter_slug: str, filters: dict[str, str]) -> None:
-    now = utc(2024, 1, 1)
-    with context.database.engine.begin() as connection:
-        connection.execute(
-            features.insert().values(
-                id=new_id(),
-                key="ai_tokens",
-                name="AI tokens",
-                meter_slug=meter_slug,
-                meter_group_by_filters=filters,
-                created_at=now,
-                updated_at=now,
-            )
-        )
 
 
 def test_a_group_by_a_feature_filters_on_cannot_be_dropped(
     client: TestClient, context: ServiceContext
 ) -> None:
     create(client, **TOKENS)
-    add_feature(context, "tokens", {"model": "gpt-4"})
+    make_feature(context, "ai_tokens", "tokens", {"model": "gpt-4"})
     body = problem(client.put("/api/v1/meters/tokens", json={"groupBy": {"kind": "$.type"}}), 409)
     assert "feature ai_tokens filters on group-by model" in body["detail"]
     keep = client.put("/api/v1/meters/tokens", json={"groupBy": {"model": "$.model"}})
@@ -215,6 +189,6 @@ def test_a_meter_a_feature_reads_cannot_be_deleted(
     client: TestClient, context: ServiceContext
 ) -> None:
     create(client, **TOKENS)
-    add_feature(context, "tokens", {})
+    make_feature(context, "ai_tokens", "tokens")
     body = problem(client.delete("/api/v1/meters/tokens"), 409)
     assert "used by a feature" in body["detail"]

@@ -17,7 +17,7 @@ from openmeter.models import (
 
 from allotment.services.context import ServiceContext
 from tests.api.conftest import LiveServer
-from tests.services.meter_rows import add_meter
+from tests.factories import make_meter
 
 NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -95,7 +95,7 @@ def test_customers_create_list_get_update_delete(sdk: Any, live_server: LiveServ
 def test_features_create_list_get_delete(
     sdk: Any, live_server: LiveServer, context: ServiceContext
 ) -> None:
-    add_meter(context, "tokens", group_by={"model": "$.model"})
+    make_meter(context, "tokens", group_by={"model": "$.model"})
     created = sdk.features.create(
         FeatureCreateInputs(
             key="gpt4_tokens",

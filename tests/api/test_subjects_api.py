@@ -7,19 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
-def _fields(problem: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in problem["extensions"]["validationErrors"]]
 
 
 def test_upsert_creates_and_partially_updates(client: TestClient, clock: SettableClock) -> None:
@@ -71,9 +60,9 @@ def test_get_and_delete_by_id_or_key(client: TestClient) -> None:
     deleted = client.delete("/api/v1/subjects/acme")
     assert deleted.status_code == 204
     assert deleted.content == b""
-    missing = _problem(client.get(f"/api/v1/subjects/{acme['id']}"), 404)
+    missing = problem(client.get(f"/api/v1/subjects/{acme['id']}"), 404)
     assert "subject not found" in missing["detail"]
-    _problem(client.delete("/api/v1/subjects/acme"), 404)
+    problem(client.delete("/api/v1/subjects/acme"), 404)
     assert client.get("/api/v1/subjects").json() == []
 
 
@@ -92,10 +81,10 @@ def test_get_and_delete_by_id_or_key(client: TestClient) -> None:
 def test_bad_upserts_are_400_naming_the_field_and_store_nothing(
     client: TestClient, body: Any, fields: list[str]
 ) -> None:
-    problem = _problem(client.post("/api/v1/subjects", json=body), 400)
-    assert _fields(problem) == fields
+    refused = problem(client.post("/api/v1/subjects", json=body), 400)
+    assert fields_of(refused) == fields
     assert client.get("/api/v1/subjects").json() == []
 
 
 def test_a_nul_in_the_path_is_404_not_500(client: TestClient) -> None:
-    _problem(client.get("/api/v1/subjects/a%00b"), 404)
+    problem(client.get("/api/v1/subjects/a%00b"), 404)

@@ -4,24 +4,10 @@ entitlements, with the API's JSON shapes and plain-word errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from allotment.api.app import create_app
-from allotment.services import api_keys
-from allotment.services.context import ServiceContext
-from tests.cli.conftest import Cli
-from tests.cli.test_entitlements_cli import error, ok, row
-
-
-@pytest.fixture
-def api(context: ServiceContext) -> Iterator[TestClient]:
-    _key, secret = api_keys.create_key(context, "admin", "cli tests")
-    headers = {"Authorization": f"Bearer {secret}"}
-    with TestClient(create_app(context=context), headers=headers) as client:
-        yield client
+from tests.cli.conftest import Cli, error, ok, row
 
 
 def test_meters(cli: Cli, api: TestClient) -> None:

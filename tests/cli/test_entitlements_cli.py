@@ -3,22 +3,17 @@ and PostgreSQL, with the same numbers and JSON shapes as the API, and plain-word
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from click.testing import Result
 from fastapi.testclient import TestClient
 
-from allotment.api.app import create_app
 from allotment.cli.main import app
-from allotment.services import api_keys
 from allotment.services.context import ServiceContext
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, as_json, error, ok, row, table_rows
 from tests.conftest import SettableClock
-from tests.entitlement_setup import make_customer, make_feature, make_meter, send_usage
+from tests.factories import make_customer, make_feature, make_meter, send_usage
 
 CONFIG = '{"allowed": ["gpt-4o-mini"]}'
 
@@ -32,48 +27,6 @@ def acme(context: ServiceContext) -> ServiceContext:
     make_feature(context, "models", meter_slug=None)
     make_customer(context)
     return context
-
-
-@pytest.fixture
-def api(context: ServiceContext) -> Iterator[TestClient]:
-    """The HTTP API over the same database and clock, to compare shapes with."""
-    _key, secret = api_keys.create_key(context, "admin", "cli tests")
-    headers = {"Authorization": f"Bearer {secret}"}
-    with TestClient(create_app(context=context), headers=headers) as client:
-        yield client
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    assert result.stderr == "" or "Error" not in result.stderr
-    return result
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result).stdout)
-
-
-def table_rows(table: str) -> list[list[str]]:
-    """The rows of a rich table, a cell's continuation lines joined to it with a space."""
-    rows: list[list[str]] = []
-    for line in table.splitlines():
-        line = line.strip()
-        if not line.startswith("│"):
-            continue
-        cells = [cell.strip() for cell in line[1:-1].split("│")]
-        if cells[0] or not rows:
-            rows.append(cells)
-        else:
-            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
-    return rows
-
-
-def row(table: str, first_cell: str) -> list[str]:
-    """The cells of the table row whose first cell is `first_cell`."""
-    for cells in table_rows(table):
-        if cells[0] == first_cell:
-            return cells
-    raise AssertionError(f"no row {first_cell!r} in\n{table}")
 
 
 def value(cli: Cli, *extra: str) -> dict[str, Any]:
@@ -353,16 +306,6 @@ def test_grants_list_and_void(
          second["id"]],
     ]  # fmt: skip
     assert as_json(cli("grants", "list", "acme", "saml_sso", "--json")) == []
-
-
-def error(result: Result, kind: str, *words: str) -> None:
-    """A plain message on stderr, nothing on stdout, exit code 1."""
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    assert f"Error ({kind}):" in result.stderr, result.stderr
-    for text in words:
-        assert text in result.stderr, result.stderr
 
 
 def test_entitlement_errors_are_plain_words(cli: Cli, acme: ServiceContext) -> None:

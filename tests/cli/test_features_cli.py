@@ -7,11 +7,11 @@ import json
 from allotment.services.context import ServiceContext
 from tests.cli.conftest import Cli
 from tests.conftest import SettableClock
-from tests.services.meter_rows import add_meter
+from tests.factories import make_meter
 
 
 def test_create_list_get_archive(cli: Cli, context: ServiceContext, clock: SettableClock) -> None:
-    add_meter(context, "tokens", group_by={"model": "$.model"})
+    make_meter(context, "tokens", group_by={"model": "$.model"})
 
     created = cli(
         "features", "create", "--key", "gpt4_tokens", "--name", "GPT-4 tokens",
@@ -59,7 +59,7 @@ def test_create_list_get_archive(cli: Cli, context: ServiceContext, clock: Setta
 
 
 def test_errors_are_plain_words_and_exit_1(cli: Cli, context: ServiceContext) -> None:
-    add_meter(context, "latency", aggregation="MAX")
+    make_meter(context, "latency", aggregation="MAX")
     cases = [
         (["--key", "Bad-Key", "--name", "x"], "invalid input", "key"),
         (["--key", "k", "--name", "x", "--meter-slug", "nope"], "not found", "meter not found"),

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
 
 from allotment.domain.customers import Address, CustomerDetails, CustomerFilter, CustomerOrderBy
 from allotment.domain.listing import SortOrder, Window
 from allotment.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from allotment.services import customers, subjects
 from allotment.services.context import ServiceContext
-from allotment.storage.tables import entitlements, features
 from tests.conftest import SettableClock
+from tests.factories import add_boolean_entitlement_row
 
 
 def _details(name: str = "ACME Inc.", **fields: object) -> CustomerDetails:
@@ -149,40 +148,18 @@ def test_deleted_customer_reads_by_id_only_and_refuses_changes(
         customers.delete_customer(context, created.id)
 
 
-def _entitlement(context: ServiceContext, customer_id: str, active_to: datetime | None) -> None:
-    """A boolean entitlement row (the entitlements service is not this suite's subject)."""
-    at = datetime(2024, 1, 1, tzinfo=UTC)
-    with context.database.engine.begin() as connection:
-        connection.execute(
-            insert(features).values(
-                id="01HZZZZZZZZZZZZZZZZZZZFEAT", key="sso", name="SSO", created_at=at, updated_at=at
-            )
-        )
-        connection.execute(
-            insert(entitlements).values(
-                id="01HZZZZZZZZZZZZZZZZZZZENT1",
-                type="boolean",
-                customer_id=customer_id,
-                feature_id="01HZZZZZZZZZZZZZZZZZZZFEAT",
-                feature_key="sso",
-                active_from=at,
-                active_to=active_to,
-                created_at=at,
-                updated_at=at,
-            )
-        )
-
-
 def test_delete_is_refused_while_entitlements_are_active(
     context: ServiceContext, clock: SettableClock
 ) -> None:
     acme = customers.create_customer(context, _details(key="acme"))
-    _entitlement(context, acme.id, active_to=clock() + timedelta(days=1))
+    entitlement_id = add_boolean_entitlement_row(
+        context, acme.id, active_to=clock() + timedelta(days=1)
+    )
 
     with pytest.raises(Conflict) as raised:
         customers.delete_customer(context, "acme")
     assert "1 active entitlement" in raised.value.message
-    assert raised.value.conflicting_entity_id == "01HZZZZZZZZZZZZZZZZZZZENT1"
+    assert raised.value.conflicting_entity_id == entitlement_id
 
     clock.advance(timedelta(days=1))  # the entitlement has ended by now
     customers.delete_customer(context, "acme")

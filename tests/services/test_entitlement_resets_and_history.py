@@ -18,27 +18,10 @@ from allotment.services import (
     grants,
 )
 from allotment.services.context import ServiceContext
-from allotment.services.entitlement_owners import CustomerOwner
 from tests.conftest import SettableClock
-from tests.entitlement_setup import (
-    grant,
-    make_customer,
-    make_feature,
-    make_meter,
-    metered,
-    send_usage,
-)
+from tests.factories import ACME, grant, make_feature, metered, send_usage
 
-ACME = CustomerOwner("acme")
 NOW = datetime(2024, 1, 15, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def setup(context: ServiceContext) -> ServiceContext:
-    make_meter(context)
-    make_feature(context)
-    make_customer(context)
-    return context
 
 
 def _state(context: ServiceContext) -> tuple[object, ...]:

@@ -14,9 +14,10 @@ from allotment.domain.meters import Aggregation
 from allotment.errors import NotFound, PreconditionFailed
 from allotment.services import customers, entitlement_values, entitlements, grants
 from allotment.services.context import ServiceContext
-from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
+from allotment.services.entitlement_owners import SubjectOwner
 from tests.conftest import SettableClock
-from tests.entitlement_setup import (
+from tests.factories import (
+    ACME,
     grant,
     make_customer,
     make_feature,
@@ -25,20 +26,10 @@ from tests.entitlement_setup import (
     send_usage,
 )
 
-ACME = CustomerOwner("acme")
-
 
 def _value(context: ServiceContext, at: datetime | None = None, feature: str = "ai_tokens"):  # type: ignore[no-untyped-def]
     value = entitlement_values.entitlement_value(context, ACME, feature, at)
     return (value.balance, value.usage, value.overage, value.has_access)
-
-
-@pytest.fixture
-def setup(context: ServiceContext) -> ServiceContext:
-    make_meter(context)
-    make_feature(context)
-    make_customer(context)
-    return context
 
 
 def test_monthly_allowance_top_up_and_month_boundary(

@@ -17,26 +17,14 @@ from allotment.services import entitlement_values, entitlements, features, grant
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner, SubjectOwner
 from tests.conftest import SettableClock
-from tests.entitlement_setup import (
-    JANUARY,
-    grant,
-    make_customer,
-    make_feature,
-    make_meter,
-    metered,
-    send_usage,
-)
-
-ACME = CustomerOwner("acme")
+from tests.factories import ACME, JANUARY, grant, make_customer, make_feature, metered, send_usage
 
 
 @pytest.fixture
-def setup(context: ServiceContext) -> ServiceContext:
-    make_meter(context)
-    make_feature(context)
-    make_feature(context, "saml_sso", meter_slug=None)
-    make_customer(context)
-    return context
+def setup(setup: ServiceContext) -> ServiceContext:
+    """The suite's setup, and the boolean feature `saml_sso`."""
+    make_feature(setup, "saml_sso", meter_slug=None)
+    return setup
 
 
 def test_metered_defaults_measure_from_the_current_period_and_issue_the_default_grant(

@@ -6,12 +6,13 @@ import pytest
 
 from allotment.domain.events import EventFilter
 from allotment.domain.meters import Aggregation, MeterDefinition
+from allotment.domain.time import utc
 from allotment.errors import InvalidInput
 from allotment.services import events as events_service
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
 from tests.conftest import SettableClock
-from tests.storage.event_factories import event, utc
+from tests.factories import event
 
 
 def test_ingest_reports_new_events_and_fills_in_the_receipt_time(

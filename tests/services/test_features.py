@@ -14,13 +14,13 @@ from allotment.errors import Conflict, InvalidInput, NotFound
 from allotment.services import features
 from allotment.services.context import ServiceContext
 from tests.conftest import SettableClock
-from tests.services.meter_rows import add_meter
+from tests.factories import make_meter
 
 GPT4 = StringFilter("$eq", "gpt-4")
 
 
 def test_create_metered_feature_with_filters(context: ServiceContext, clock: SettableClock) -> None:
-    add_meter(context, "tokens", group_by={"model": "$.model", "type": "$.type"})
+    make_meter(context, "tokens", group_by={"model": "$.model", "type": "$.type"})
     created = features.create_feature(
         context,
         NewFeature(
@@ -48,9 +48,9 @@ def test_bad_keys_are_refused(context: ServiceContext, key: str) -> None:
 
 
 def test_meter_must_exist_be_live_and_fit(context: ServiceContext) -> None:
-    add_meter(context, "gone", deleted=True)
-    add_meter(context, "average", aggregation="AVG")
-    add_meter(context, "calls", aggregation="COUNT", group_by={"region": "$.region"})
+    make_meter(context, "gone", deleted=True)
+    make_meter(context, "average", aggregation="AVG")
+    make_meter(context, "calls", aggregation="COUNT", group_by={"region": "$.region"})
 
     with pytest.raises(NotFound) as missing:
         features.create_feature(context, NewFeature(key="f", name="F", meter_slug="gone"))
@@ -72,7 +72,7 @@ def test_meter_must_exist_be_live_and_fit(context: ServiceContext) -> None:
     assert no_meter.value.field == "meterGroupByFilters"
     for aggregation in ("SUM", "COUNT", "UNIQUE_COUNT", "LATEST"):
         slug = aggregation.lower()
-        add_meter(context, slug, aggregation=aggregation)
+        make_meter(context, slug, aggregation=aggregation)
         assert (
             features.create_feature(
                 context, NewFeature(key=f"on_{slug}", name=slug, meter_slug=slug)
@@ -131,8 +131,8 @@ def test_concurrent_creates_of_one_key_make_one_feature(context: ServiceContext)
 
 
 def test_list_filters_orders_and_windows(context: ServiceContext, clock: SettableClock) -> None:
-    add_meter(context, "tokens")
-    add_meter(context, "calls", aggregation="COUNT")
+    make_meter(context, "tokens")
+    make_meter(context, "calls", aggregation="COUNT")
     for key, name, meter in [
         ("c_feature", "Alpha", "tokens"),
         ("a_feature", "Charlie", "calls"),

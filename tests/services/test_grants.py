@@ -14,29 +14,19 @@ from allotment.services import entitlement_values, entitlements, grants
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner
 from tests.conftest import SettableClock
-from tests.entitlement_setup import (
-    grant,
-    make_customer,
-    make_feature,
-    make_meter,
-    metered,
-    send_usage,
-)
+from tests.factories import ACME, grant, make_customer, make_feature, metered, send_usage
 
-ACME = CustomerOwner("acme")
 GLOBEX = CustomerOwner("globex")
 NOW = datetime(2024, 1, 15, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def setup(context: ServiceContext) -> ServiceContext:
-    make_meter(context)
-    make_feature(context)
-    make_customer(context)
-    make_customer(context, "globex", ("globex",))
-    entitlements.create_entitlement(context, ACME, metered())
-    entitlements.create_entitlement(context, GLOBEX, metered())
-    return context
+def setup(setup: ServiceContext) -> ServiceContext:
+    """The suite's setup, customer `globex`, and a monthly metered entitlement for each."""
+    make_customer(setup, "globex", ("globex",))
+    entitlements.create_entitlement(setup, ACME, metered())
+    entitlements.create_entitlement(setup, GLOBEX, metered())
+    return setup
 
 
 def _balance(context: ServiceContext, owner: CustomerOwner, at: datetime) -> object:

@@ -8,12 +8,13 @@ from decimal import Decimal
 import pytest
 
 from allotment.domain.meters import Aggregation, MeterDefinition, MeterQuery, WindowSize
+from allotment.domain.time import utc
 from allotment.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from allotment.services import events as events_service
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
 from tests.conftest import SettableClock
-from tests.storage.event_factories import event, utc
+from tests.factories import event
 
 TOKENS = MeterDefinition(
     slug="tokens",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from allotment.domain.events import EventFilter
+from allotment.domain.time import utc
 from allotment.ids import new_id
 from allotment.storage import Database
 from allotment.storage.tables import customer_subjects, customers
-from tests.storage.event_factories import event, store, utc
+from tests.factories import event, store_events
 
 RECEIVED = utc(2024, 1, 15, 12)
 
@@ -15,8 +16,8 @@ def test_duplicates_inside_a_batch_and_across_batches_are_stored_once(database: 
     first = event("e1", utc(2024, 1, 15, 10), {"tokens": 100})
     repeated_in_batch = event("e1", utc(2024, 1, 15, 11), {"tokens": 999})
     other_source = event("e1", utc(2024, 1, 15, 10), {"tokens": 7}, source="elsewhere")
-    assert store(database, [first, repeated_in_batch, other_source], RECEIVED) == 2
-    assert store(database, [first, repeated_in_batch, other_source], RECEIVED) == 0
+    assert store_events(database, [first, repeated_in_batch, other_source], RECEIVED) == 2
+    assert store_events(database, [first, repeated_in_batch, other_source], RECEIVED) == 0
     with database.unit_of_work() as uow:
         assert uow.events.count() == 2
         listed = uow.events.recent(EventFilter())
@@ -27,7 +28,7 @@ def test_duplicates_inside_a_batch_and_across_batches_are_stored_once(database: 
 
 
 def test_an_event_without_time_happened_when_it_was_received(database: Database) -> None:
-    store(database, [event("e1", None)], RECEIVED)
+    store_events(database, [event("e1", None)], RECEIVED)
     with database.unit_of_work() as uow:
         (stored,) = uow.events.recent(EventFilter())
     assert stored.time == RECEIVED
@@ -42,14 +43,14 @@ def test_data_round_trips_exactly(database: Database) -> None:
         "text": "naïve — ✓",
         "nested": {"list": [1, "two", None, True]},
     }
-    store(database, [event("e1", RECEIVED, data)])
+    store_events(database, [event("e1", RECEIVED, data)])
     with database.unit_of_work() as uow:
         (stored,) = uow.events.recent(EventFilter())
     assert stored.event.data == data
 
 
 def test_listing_is_newest_first_with_filters(database: Database) -> None:
-    store(
+    store_events(
         database,
         [
             event("order-1", utc(2024, 1, 10), subject="Acme"),
@@ -59,7 +60,7 @@ def test_listing_is_newest_first_with_filters(database: Database) -> None:
         ],
         RECEIVED,
     )
-    store(database, [event("late", utc(2024, 1, 9), subject="beta")], utc(2024, 1, 16))
+    store_events(database, [event("late", utc(2024, 1, 9), subject="beta")], utc(2024, 1, 16))
 
     def ids(**filters: object) -> list[str]:
         with database.unit_of_work() as uow:

@@ -20,8 +20,9 @@ from allotment.domain.meters import (
     resolve_time_zone,
     window_start,
 )
+from allotment.domain.time import utc
 from allotment.storage import Database
-from tests.storage.event_factories import event, meter, store, utc
+from tests.factories import event, meter, store_events
 
 T = utc(2024, 1, 15, 10)
 
@@ -50,7 +51,7 @@ def mixed(database: Database) -> Database:
         for i, value in enumerate(MIXED_VALUES)
     ]
     batch.append(event("no-data", T + timedelta(minutes=9)))
-    store(database, batch)
+    store_events(database, batch)
     return database
 
 
@@ -82,29 +83,29 @@ def test_an_aggregate_over_the_whole_range_spans_the_events(mixed: Database) -> 
 
 
 def test_sums_stay_exact_over_many_small_amounts(database: Database) -> None:
-    store(database, [event(f"e{i}", T, {"tokens": "0.000001"}) for i in range(1000)])
-    store(database, [event("big", T, {"tokens": "12345678901234567890.123456789"})])
+    store_events(database, [event(f"e{i}", T, {"tokens": "0.000001"}) for i in range(1000)])
+    store_events(database, [event("big", T, {"tokens": "12345678901234567890.123456789"})])
     assert total(database, meter()) == Decimal("12345678901234567890.124456789")
 
 
 def test_unique_count_compares_numbers_by_value(database: Database) -> None:
     values = [1, 1.0, "1", "1.00", "1e0", 2, "two", True, "true"]
-    store(database, [event(f"e{i}", T, {"user": v}) for i, v in enumerate(values)])
+    store_events(database, [event(f"e{i}", T, {"user": v}) for i, v in enumerate(values)])
     unique = meter(Aggregation.UNIQUE_COUNT, value_property="$.user")
     # {1, 2, "two", true}: "true" the string and true the boolean read alike.
     assert total(database, unique) == Decimal(4)
 
 
 def test_latest_is_the_greatest_event_time_not_the_last_ingested(database: Database) -> None:
-    store(database, [event("late", T + timedelta(hours=1), {"tokens": 7})])
-    store(database, [event("early", T, {"tokens": 9})])
-    store(database, [event("tie", T + timedelta(hours=1), {"tokens": 8})])
+    store_events(database, [event("late", T + timedelta(hours=1), {"tokens": 7})])
+    store_events(database, [event("early", T, {"tokens": 9})])
+    store_events(database, [event("tie", T + timedelta(hours=1), {"tokens": 8})])
     # "late" and "tie" share the greatest time; the one ingested later wins.
     assert total(database, meter(Aggregation.LATEST)) == Decimal(8)
 
 
 def test_json_paths_read_members_and_indexes_strictly(database: Database) -> None:
-    store(
+    store_events(
         database,
         [
             event("a", T, {"usage": {"input tokens": 3, "items": [{"n": 10}, {"n": 20}]}}),
@@ -119,7 +120,7 @@ def test_json_paths_read_members_and_indexes_strictly(database: Database) -> Non
 
 
 def test_group_by_values_and_filters(database: Database) -> None:
-    store(
+    store_events(
         database,
         [
             event("1", T, {"tokens": 10, "model": "gpt-4", "tier": 1}, subject="acme"),
@@ -154,7 +155,7 @@ def test_group_by_values_and_filters(database: Database) -> None:
 
 
 def test_event_from_and_the_query_range(database: Database) -> None:
-    store(database, [event(f"e{h}", utc(2024, 1, 15, h), {"tokens": h}) for h in range(10)])
+    store_events(database, [event(f"e{h}", utc(2024, 1, 15, h), {"tokens": h}) for h in range(10)])
     # from inclusive, to exclusive: hours 2, 3, 4.
     assert total(database, meter(), from_time=utc(2024, 1, 15, 2), to_time=utc(2024, 1, 15, 5)) == 9
     # Events before event_from never count, whatever the query asks.
@@ -194,7 +195,7 @@ INSTANTS = [
 
 @pytest.mark.parametrize("size", list(WindowSize))
 def test_database_windows_agree_with_the_domain(database: Database, size: WindowSize) -> None:
-    store(
+    store_events(
         database,
         [event(f"e{i}", t, {"tokens": 1}, subject=f"s{i}") for i, t in enumerate(INSTANTS)],
     )
@@ -224,7 +225,9 @@ def test_numeric_strings_match_the_domain_rule(database: Database) -> None:
         "0x1",
         "1e1000",
     ]
-    store(database, [event(c, T, {"tokens": c}, subject=f"s{i}") for i, c in enumerate(candidates)])
+    store_events(
+        database, [event(c, T, {"tokens": c}, subject=f"s{i}") for i, c in enumerate(candidates)]
+    )
     buckets = aggregate(database, meter(), group_by=("subject",))
     counted = {b.subject: b.value for b in buckets}
     expected = {
@@ -235,7 +238,7 @@ def test_numeric_strings_match_the_domain_rule(database: Database) -> None:
 
 
 def test_subjects_and_group_values_lists(database: Database) -> None:
-    store(
+    store_events(
         database,
         [
             event("1", T, {"tokens": 1, "model": "b"}, subject="zed"),
@@ -276,14 +279,14 @@ FILTERS: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("raw", FILTERS, ids=[str(f) for f in FILTERS])
 def test_database_filters_agree_with_the_domain(database: Database, raw: dict[str, Any]) -> None:
-    store(
+    store_events(
         database,
         [
             event(f"e{i}", T, {"tokens": 1, "model": model}, subject=f"s{i}")
             for i, model in enumerate(MODELS)
         ],
     )
-    store(database, [event("missing", T, {"tokens": 1}, subject="missing")])
+    store_events(database, [event("missing", T, {"tokens": 1}, subject="missing")])
     condition = parse_filter(raw, "filter")
     definition = meter(group_by={"model": "$.model"})
     buckets = aggregate(

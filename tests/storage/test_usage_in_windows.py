@@ -10,9 +10,10 @@ from sqlalchemy import event as sqlalchemy_event
 
 from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import Aggregation, Meter
+from allotment.domain.time import utc
 from allotment.errors import InvalidInput
 from allotment.storage import Database
-from tests.storage.event_factories import event, meter, store, utc
+from tests.factories import event, meter, store_events
 
 PERIOD = utc(2024, 1, 1)
 # Three segments of one period, and a later period.
@@ -29,7 +30,7 @@ def usage(database: Database) -> Database:
     """acme's prompts: Jan 2 (100, alice), Jan 5 (50, bob), Jan 12 (25, alice),
     Jan 12 ("7.5" as text, carol), Jan 25 ("n/a", bob: no number), Feb 3 (10, alice);
     plus another subject and another event type that never count for acme."""
-    store(
+    store_events(
         database,
         [
             event("1", utc(2024, 1, 2), {"tokens": 100, "user": "alice", "model": "gpt-4"}),
