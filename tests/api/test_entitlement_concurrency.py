@@ -19,13 +19,10 @@ import pytest
 
 from allotment.ids import new_id
 from tests.api.conftest import LiveServer
+from tests.api.helpers import cloud_event, iso
 
 T = datetime(2024, 1, 15, 12, tzinfo=UTC)
 ROUNDS = 3
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 class Api:
@@ -41,15 +38,9 @@ class Api:
 
 
 def _usage(http: httpx.Client, subject: str, tokens: int, at: datetime) -> httpx.Response:
-    event = {
-        "specversion": "1.0",
-        "id": new_id(),
-        "source": "concurrency",
-        "type": "prompt",
-        "subject": subject,
-        "time": _iso(at),
-        "data": {"tokens": tokens},
-    }
+    event = cloud_event(
+        new_id(), source="concurrency", subject=subject, time=iso(at), data={"tokens": tokens}
+    )
     return http.post("/api/v1/events", json=event)
 
 
@@ -86,11 +77,11 @@ def _operations(
     base = f"/api/v2/customers/{customer}/entitlements/ai_tokens"
 
     def grant(amount: int, effective_at: datetime) -> Callable[[httpx.Client], httpx.Response]:
-        body = {"amount": amount, "effectiveAt": _iso(effective_at)}
+        body = {"amount": amount, "effectiveAt": iso(effective_at)}
         return lambda http: http.post(f"{base}/grants", json=body)
 
     def void(at: datetime) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda http: http.delete(f"/api/v1/grants/{grant_id}", params={"at": _iso(at)})
+        return lambda http: http.delete(f"/api/v1/grants/{grant_id}", params={"at": iso(at)})
 
     def usage(tokens: int, at: datetime) -> Callable[[httpx.Client], httpx.Response]:
         return lambda http: _usage(http, customer, tokens, at)
@@ -148,7 +139,7 @@ def _values(http: httpx.Client, customer: str) -> list[tuple[Any, ...]]:
         T + timedelta(hours=2),
         datetime(2024, 2, 1, tzinfo=UTC),
     ):
-        value = http.get(f"{base}/value", params={"time": _iso(at)}).json()
+        value = http.get(f"{base}/value", params={"time": iso(at)}).json()
         seen.append(
             (
                 value["balance"],

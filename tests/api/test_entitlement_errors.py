@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.entitlement_helpers import MONTHLY, setup_catalogue
+from tests.api.helpers import MONTHLY, setup_catalogue
 from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.entitlement_helpers import MONTHLY, send_usage, setup_catalogue
+from tests.api.helpers import MONTHLY, send_usage, setup_catalogue
 from tests.api.problems import problem
 from tests.conftest import SettableClock
 

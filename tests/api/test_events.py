@@ -12,26 +12,12 @@ from allotment.domain.time import utc
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.storage.tables import customer_subjects, customers
+from tests.api.helpers import cloud_event
 from tests.api.problems import problem, problem_fields
 from tests.conftest import SettableClock
 
 BATCH = "application/cloudevents-batch+json"
 SINGLE = "application/cloudevents+json"
-
-
-def cloud_event(event_id: str, /, **fields: Any) -> dict[str, Any]:
-    """A valid CloudEvent; `field=...` (Ellipsis) leaves a field out."""
-    body: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": "billing-test",
-        "type": "prompt",
-        "subject": "acme",
-        "time": "2024-01-15T10:00:00Z",
-        "data": {"tokens": 100, "model": "gpt-4"},
-    }
-    body.update(fields)
-    return {key: value for key, value in body.items() if value is not ...}
 
 
 def post(client: TestClient, body: Any, content_type: str = BATCH) -> Any:

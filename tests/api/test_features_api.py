@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from allotment.services.context import ServiceContext
+from tests.api.helpers import cloud_event
 from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
 from tests.factories import make_meter
@@ -131,15 +132,7 @@ def test_balances_count_only_the_usage_the_feature_filters_match(
         data: dict[str, Any] = {"tokens": tokens, "type": kind}
         if model is not None:
             data["model"] = model
-        event = {
-            "specversion": "1.0",
-            "id": f"usage-{index}",
-            "source": "tests",
-            "type": "prompt",
-            "subject": "acme",
-            "time": "2024-01-15T10:00:00Z",
-            "data": data,
-        }
+        event = cloud_event(f"usage-{index}", data=data)
         assert client.post("/api/v1/events", json=event).status_code == 204
 
     value = client.get("/api/v2/customers/acme/entitlements/filtered_tokens/value").json()

@@ -1,8 +1,10 @@
-"""Raw-HTTP helpers for entitlement tests: a meter, features and usage, through the API."""
+"""Raw-HTTP helpers for API tests: CloudEvents and times in their wire form, and the meter,
+features and usage entitlement tests start from."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -30,16 +32,29 @@ def setup_catalogue(client: TestClient) -> None:
         assert client.post("/api/v1/features", json=feature).status_code == 201
 
 
-def send_usage(client: TestClient, tokens: float, at: str, subject: str = "acme") -> None:
-    event = {
+def cloud_event(event_id: str, /, **fields: Any) -> dict[str, Any]:
+    """A valid CloudEvent; `field=...` (Ellipsis) leaves a field out."""
+    body: dict[str, Any] = {
         "specversion": "1.0",
-        "id": new_id(),
-        "source": "tests",
+        "id": event_id,
+        "source": "billing-test",
         "type": "prompt",
-        "subject": subject,
-        "time": at,
-        "data": {"tokens": tokens, "model": "gpt-4o"},
+        "subject": "acme",
+        "time": "2024-01-15T10:00:00Z",
+        "data": {"tokens": 100, "model": "gpt-4"},
     }
+    body.update(fields)
+    return {key: value for key, value in body.items() if value is not ...}
+
+
+def send_usage(client: TestClient, tokens: float, at: str, subject: str = "acme") -> None:
+    event = cloud_event(
+        new_id(),
+        source="tests",
+        subject=subject,
+        time=at,
+        data={"tokens": tokens, "model": "gpt-4o"},
+    )
     response = client.post("/api/v1/events", json=event)
     assert response.status_code == 204, response.text
 
