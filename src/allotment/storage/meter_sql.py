@@ -115,6 +115,23 @@ class MeterDialect:
         time: ColumnElement[Any],
         seq: ColumnElement[Any],
     ) -> ColumnElement[Any]:
+        """The aggregate of `value` over a group; `time` and `seq` order events for LATEST."""
+        if aggregation is Aggregation.COUNT:
+            return func.count()
+        if aggregation is Aggregation.UNIQUE_COUNT:
+            return func.count(distinct(value))
+        if aggregation is Aggregation.LATEST:
+            return self.latest(value, time, seq)
+        return self.arithmetic(aggregation, value)
+
+    def latest(
+        self, value: ColumnElement[Any], time: ColumnElement[Any], seq: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        """The value of the last event by time, then by arrival (`seq`)."""
+        raise NotImplementedError
+
+    def arithmetic(self, aggregation: Aggregation, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """SUM, AVG, MIN or MAX of the numbers, exactly."""
         raise NotImplementedError
 
     def like(
@@ -221,20 +238,13 @@ class _Postgres(MeterDialect):
         )
         return cast(extract("epoch", local_start - offset_before) * 1_000_000, BigInteger)
 
-    def aggregate(
-        self,
-        aggregation: Aggregation,
-        value: ColumnElement[Any],
-        time: ColumnElement[Any],
-        seq: ColumnElement[Any],
+    def latest(
+        self, value: ColumnElement[Any], time: ColumnElement[Any], seq: ColumnElement[Any]
     ) -> ColumnElement[Any]:
-        if aggregation is Aggregation.COUNT:
-            return func.count()
-        if aggregation is Aggregation.UNIQUE_COUNT:
-            return func.count(distinct(value))
-        if aggregation is Aggregation.LATEST:
-            ordered = aggregate_order_by(value, time.desc(), seq.desc())
-            return func.array_agg(ordered, type_=ARRAY(Numeric))[1]
+        ordered = aggregate_order_by(value, time.desc(), seq.desc())
+        return func.array_agg(ordered, type_=ARRAY(Numeric))[1]
+
+    def arithmetic(self, aggregation: Aggregation, value: ColumnElement[Any]) -> ColumnElement[Any]:
         name = {
             Aggregation.SUM: "sum",
             Aggregation.AVG: "avg",
@@ -276,19 +286,12 @@ class _Sqlite(MeterDialect):
             _event_time, literal(size.value, Text), literal(zone, Text), type_=BigInteger
         )
 
-    def aggregate(
-        self,
-        aggregation: Aggregation,
-        value: ColumnElement[Any],
-        time: ColumnElement[Any],
-        seq: ColumnElement[Any],
+    def latest(
+        self, value: ColumnElement[Any], time: ColumnElement[Any], seq: ColumnElement[Any]
     ) -> ColumnElement[Any]:
-        if aggregation is Aggregation.COUNT:
-            return func.count()
-        if aggregation is Aggregation.UNIQUE_COUNT:
-            return func.count(distinct(value))
-        if aggregation is Aggregation.LATEST:
-            return func.allotment_latest(time, seq, value, type_=Text)
+        return func.allotment_latest(time, seq, value, type_=Text)
+
+    def arithmetic(self, aggregation: Aggregation, value: ColumnElement[Any]) -> ColumnElement[Any]:
         name = {
             Aggregation.SUM: "allotment_sum",
             Aggregation.AVG: "allotment_avg",
