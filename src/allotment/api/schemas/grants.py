@@ -67,45 +67,16 @@ class ExpirationPeriod(WireModel):
         return ExpirationRequest(duration=self.duration.value, count=self.count)
 
 
-class GrantCreateV1(WireModel):
-    """`EntitlementGrantCreateInput`: expiration required, rollover amounts default to 0."""
-
-    amount: AmountValue = Field(gt=0)
-    priority: Priority | None = Field(default=None, description="1 burns first; default 1")
-    effective_at: UtcDateTime = Field(description="Floored to the minute")
-    expiration: ExpirationPeriod
-    max_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
-    min_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
-    metadata: dict[str, str] | None = None
-    recurrence: RecurringPeriodCreate | None = None
-
-    def to_request(self) -> GrantRequest:
-        return GrantRequest(
-            amount=self.amount,
-            effective_at=self.effective_at,
-            priority=self.priority,
-            expiration=self.expiration.to_request(),
-            min_rollover_amount=self.min_rollover_amount,
-            max_rollover_amount=self.max_rollover_amount,
-            recurrence=None if self.recurrence is None else self.recurrence.to_request(),
-            metadata=self.metadata,
-        )
-
-
-class GrantCreateV2(WireModel):
-    """`EntitlementGrantCreateInputV2`: no expiration means never; max rollover defaults to
-    the amount."""
+class _GrantCreate(WireModel):
+    """What both versions' grant bodies hold; they differ in defaults, not in meaning."""
 
     amount: AmountValue = Field(gt=0)
     priority: Priority | None = Field(default=None, description="1 burns first; default 1")
     effective_at: UtcDateTime = Field(description="Floored to the minute")
     expiration: ExpirationPeriod | None = None
-    max_rollover_amount: AmountValue | None = Field(
-        default=None, ge=0, description="Default: the amount"
-    )
+    max_rollover_amount: AmountValue | None = Field(default=None, ge=0)
     min_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
     metadata: dict[str, str] | None = None
-    annotations: dict[str, Any] | None = None
     recurrence: RecurringPeriodCreate | None = None
 
     def to_request(self) -> GrantRequest:
@@ -118,8 +89,31 @@ class GrantCreateV2(WireModel):
             max_rollover_amount=self.max_rollover_amount,
             recurrence=None if self.recurrence is None else self.recurrence.to_request(),
             metadata=self.metadata,
-            annotations=self.annotations,
+            annotations=self.annotations_sent(),
         )
+
+    def annotations_sent(self) -> dict[str, Any] | None:
+        return None  # only v2 takes annotations; v1 ignores them like any unknown field
+
+
+class GrantCreateV1(_GrantCreate):
+    """`EntitlementGrantCreateInput`: expiration required, rollover amounts default to 0."""
+
+    expiration: ExpirationPeriod
+    max_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
+
+
+class GrantCreateV2(_GrantCreate):
+    """`EntitlementGrantCreateInputV2`: no expiration means never; max rollover defaults to
+    the amount."""
+
+    max_rollover_amount: AmountValue | None = Field(
+        default=None, ge=0, description="Default: the amount"
+    )
+    annotations: dict[str, Any] | None = None
+
+    def annotations_sent(self) -> dict[str, Any] | None:
+        return self.annotations
 
 
 class _GrantFields(WireModel):
