@@ -49,6 +49,12 @@ def matches(raw: object, value: str | None) -> bool:
         ({"$or": [{"$eq": "a"}, {"$eq": "b"}]}, "b", True),
         ({"$or": [{"$eq": "a"}, {"$ne": "b"}]}, None, True),
         ({"$or": [{"$eq": "a"}, {"$and": [{"$gt": "m"}, {"$lt": "p"}]}]}, "n", True),
+        ({"$ne": "gpt-4"}, "gpt-4o", True),
+        ({"$like": "gpt-%"}, "gpt-4o", True),
+        ({"$like": "a.c"}, "abc", False),
+        ({"$nlike": "gpt-%"}, "claude", True),
+        ({"$ilike": "GPT%"}, "gpt-4", True),
+        ({"$lt": "b"}, "a", True),
     ],
 )
 def test_meaning(raw: object, value: str | None, expected: bool) -> None:
