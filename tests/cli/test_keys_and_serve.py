@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from allotment.cli.main import app
 from allotment.cli.state import STATE
 from allotment.domain.api_keys import Action, Scope
+from allotment.domain.time import rfc3339
 from allotment.errors import Unauthenticated
 from allotment.services import api_keys
 from allotment.services.context import ServiceContext
@@ -112,9 +114,11 @@ def test_keys_list_and_revoke(cli: Cli, context: ServiceContext) -> None:
         "name": "read key",
         "scope": "read",
         "prefix": key.prefix,
-        "createdAt": key.created_at.isoformat(),
+        "createdAt": rfc3339(key.created_at),
         "revokedAt": None,
     }
+    assert listed["createdAt"].endswith("Z")  # RFC 3339 UTC, as the API writes times
+    assert datetime.fromisoformat(listed["createdAt"]) == key.created_at
 
     revoked = cli("keys", "revoke", key.prefix)
     assert revoked.exit_code == 0, revoked.output

@@ -8,6 +8,7 @@ import typer
 
 from allotment.cli.output import plain_errors, print_records
 from allotment.cli.state import STATE
+from allotment.domain.time import rfc3339
 from allotment.services import api_keys
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -44,8 +45,8 @@ def list_keys(
                 "name": k.name,
                 "scope": k.scope.value,
                 "prefix": k.prefix,
-                "createdAt": k.created_at.isoformat(),
-                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+                "createdAt": rfc3339(k.created_at),
+                "revokedAt": rfc3339(k.revoked_at) if k.revoked_at else None,
             }
             for k in keys
         ],

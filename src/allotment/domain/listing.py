@@ -11,6 +11,9 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# Far past any real list, and small enough that every offset fits the databases' 64-bit integers.
+MAX_PAGE_NUMBER = 1_000_000_000
+MAX_OFFSET = MAX_PAGE_NUMBER * MAX_PAGE_SIZE
 
 
 class SortOrder(StrEnum):

@@ -21,7 +21,7 @@ from allotment.api.schemas.meters import (
     query_result_to_csv,
     query_result_to_wire,
 )
-from allotment.api.schemas.query_params import ClientId, FromTime, ToTime
+from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
 from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
@@ -44,8 +44,8 @@ _QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/api/v1/meters", response_model=list[MeterResource], response_model_exclude_none=True)
 def list_meters(
     context: Context,
-    page: Annotated[int | None, Query(ge=1)] = None,
-    page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=1000)] = None,
+    page: PageNumber = None,
+    page_size: PageSize = None,
     order: Literal["ASC", "DESC"] = "ASC",
     order_by: Annotated[
         Literal["key", "name", "aggregation", "createdAt", "updatedAt"], Query(alias="orderBy")

@@ -21,16 +21,26 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Query
 
 from allotment.api.schemas.common import Page, UtcDateTime
-from allotment.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Window
+from allotment.domain.listing import (
+    DEFAULT_PAGE_SIZE,
+    MAX_OFFSET,
+    MAX_PAGE_NUMBER,
+    MAX_PAGE_SIZE,
+    Window,
+)
 
 T = TypeVar("T")
 
-PageNumber = Annotated[int | None, Query(ge=1, description="Page number, from 1")]
+PageNumber = Annotated[
+    int | None, Query(ge=1, le=MAX_PAGE_NUMBER, description="Page number, from 1")
+]
 PageSize = Annotated[
     int | None,
     Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Items per page (default 100)"),
 ]
-Offset = Annotated[int | None, Query(ge=0, description="Items to skip (limit/offset mode)")]
+Offset = Annotated[
+    int | None, Query(ge=0, le=MAX_OFFSET, description="Items to skip (limit/offset mode)")
+]
 Limit = Annotated[
     int | None,
     Query(ge=1, le=MAX_PAGE_SIZE, description="Most items to return (limit/offset mode)"),
@@ -67,7 +77,7 @@ class ListShape:
 
 
 def page_shape(
-    page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE_NUMBER, description="Page number, from 1")] = 1,
     page_size: Annotated[
         int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Items per page")
     ] = DEFAULT_PAGE_SIZE,
