@@ -105,3 +105,13 @@ def test_absurd_page_numbers_are_400_not_500(client: TestClient) -> None:
     assert response.status_code == 400
     assert response.json()["extensions"]["validationErrors"][0]["field"] == "offset"
     assert client.get("/api/v1/customers", params={"page": 1_000_000_000}).json()["items"] == []
+
+
+def test_text_no_database_can_store_is_400_in_any_parameter(client: TestClient) -> None:
+    # Found by schemathesis on PostgreSQL: a NUL in a list filter reached the driver.
+    response = client.get("/api/v1/features", params={"meterSlug": ["ok", "a\x00b"]})
+    assert response.status_code == 400
+    assert response.json()["extensions"]["validationErrors"][0]["field"] == "meterSlug"
+    response = client.get("/api/v1/customers/ac%00me")
+    assert response.status_code == 400
+    assert response.json()["extensions"]["validationErrors"][0]["field"] == "customerIdOrKey"

@@ -10,7 +10,7 @@ from fastapi.security import HTTPBearer
 
 from allotment import __version__
 from allotment.api import problems
-from allotment.api.deps import authenticate
+from allotment.api.deps import authenticate, refuse_unstorable_parameters
 from allotment.api.openapi import build_openapi
 from allotment.api.routes import ROUTERS, health
 from allotment.services.context import ServiceContext
@@ -49,7 +49,13 @@ def create_app(
     problems.install(app)
     app.include_router(health.router)
 
-    api = APIRouter(dependencies=[Depends(_bearer_scheme), Depends(authenticate)])
+    api = APIRouter(
+        dependencies=[
+            Depends(_bearer_scheme),
+            Depends(authenticate),
+            Depends(refuse_unstorable_parameters),
+        ]
+    )
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)

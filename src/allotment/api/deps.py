@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from allotment.domain.api_keys import Action, ApiKey
+from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
+from allotment.errors import InvalidInput
 from allotment.services import api_keys
 from allotment.services.context import ServiceContext
 
@@ -50,3 +52,12 @@ def authenticate(request: Request, context: Context) -> ApiKey:
     key = api_keys.authenticate(context, _bearer_token(request), required_action(request))
     request.state.api_key = key
     return key
+
+
+def refuse_unstorable_parameters(request: Request) -> None:
+    """Path and query parameters reach SQL filters; text a database cannot hold (a NUL, a lone
+    surrogate) is a 400 naming the parameter here, for every route at once."""
+    parameters = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in parameters:
+        if isinstance(value, str) and not is_storable_text(value):
+            raise InvalidInput(f"{name} {UNSTORABLE_TEXT}", field=name)
