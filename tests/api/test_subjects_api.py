@@ -86,5 +86,6 @@ def test_bad_upserts_are_400_naming_the_field_and_store_nothing(
     assert client.get("/api/v1/subjects").json() == []
 
 
-def test_a_nul_in_the_path_is_404_not_500(client: TestClient) -> None:
-    problem(client.get("/api/v1/subjects/a%00b"), 404)
+def test_a_nul_in_the_path_is_400_naming_it_not_500(client: TestClient) -> None:
+    refused = problem(client.get("/api/v1/subjects/a%00b"), 400)
+    assert fields_of(refused) == ["subjectIdOrKey"]
