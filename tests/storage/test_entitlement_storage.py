@@ -176,3 +176,13 @@ def test_resets_and_grants_round_trip_exactly(database: Database) -> None:
         assert uow.grants.search(GrantFilter(customers=["acme"]))[1] == 1
         assert uow.grants.search(GrantFilter(features=["other"]))[1] == 0
         assert uow.grants.search(GrantFilter(subject_keys=["acme-subject"]))[0] == [voided]
+
+
+def test_commits_are_durable_before_they_return(database: Database) -> None:
+    """An acknowledged ingest must survive a crash: the commit is flushed before it returns."""
+    with database.engine.connect() as connection:
+        if database.dialect == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
