@@ -1,0 +1,56 @@
+"""The official OpenMeter JavaScript SDK (`@openmeter/sdk`, pinned in tests/js/package.json)
+runs the announcement scenario against a real server: meters, events (batch and duplicate),
+features, customers, v2 customer entitlements, v1 subject entitlements and grants, values,
+history, reset, void, access, and the lists.
+
+Needs Node.js and npm (the packages come from the npm registry on first run); skipped without
+them unless ALLOTMENT_REQUIRE_NODE=1, which CI sets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import LiveServer
+
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+REQUIRE_NODE = os.environ.get("ALLOTMENT_REQUIRE_NODE") == "1"
+
+
+@pytest.fixture(scope="session")
+def node_sdk() -> Path:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if REQUIRE_NODE:
+            pytest.fail("Node.js and npm are required (ALLOTMENT_REQUIRE_NODE=1)")
+        pytest.skip("Node.js and npm are needed for the JavaScript SDK test")
+    if not (JS_DIR / "node_modules" / "@openmeter" / "sdk").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return Path(node)
+
+
+def test_javascript_sdk_runs_the_announcement_scenario(
+    node_sdk: Path, live_server: LiveServer
+) -> None:
+    live_server.clock.release()  # the SDK stamps events and grants with the real time
+    result = subprocess.run(
+        [str(node_sdk), "scenario.mjs", live_server.url, live_server.admin_key, "1"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.strip() == "ok"
