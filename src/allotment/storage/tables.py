@@ -195,6 +195,9 @@ entitlements = Table(
         unique=True,
         **_live("deleted_at"),
     ),
+    # Reads by customer and feature key include ended entitlements, which the partial index
+    # above leaves out: without this one every value read scans the table.
+    Index(None, "customer_id", "feature_key"),
     Index(None, "feature_id"),
 )
 
