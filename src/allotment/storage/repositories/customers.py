@@ -20,6 +20,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union,
     update,
 )
 
@@ -159,13 +160,14 @@ class CustomerRepository(Repository):
 
     def find_live_by_attribution(self, value: str) -> Customer | None:
         """The live customer whose key or one of whose subject keys is `value`."""
-        holds_subject = exists().where(
-            customer_subjects.c.customer_id == customers.c.id,
-            customer_subjects.c.subject_key == value,
+        # A union of two index lookups: `key = value OR EXISTS (...)` scans every customer.
+        holders = union(
+            select(customers.c.id).where(
+                customers.c.key == value, customers.c.deleted_at.is_(None)
+            ),
+            select(customer_subjects.c.customer_id).where(customer_subjects.c.subject_key == value),
         )
-        return self._first(
-            customers.c.deleted_at.is_(None), or_(customers.c.key == value, holds_subject)
-        )
+        return self._first(customers.c.deleted_at.is_(None), customers.c.id.in_(holders))
 
     def live_claims(
         self, values: Collection[str], *, excluding_customer_id: str | None
