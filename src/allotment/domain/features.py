@@ -25,13 +25,12 @@ from allotment.domain.group_filters import StringFilter, filter_text, parse_filt
 from allotment.domain.listing import SortOrder
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import ErrorList, InvalidInput
+from allotment.ids import is_ulid
 
 KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 KEY_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 256
 METERED_AGGREGATIONS = frozenset({"SUM", "COUNT", "UNIQUE_COUNT", "LATEST"})
-
-_ULID_SHAPE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def is_valid_key(key: str) -> bool:
     return (
         0 < len(key) <= KEY_MAX_LENGTH
         and re.match(KEY_PATTERN, key) is not None
-        and not _ULID_SHAPE.match(key)
+        and not is_ulid(key)
     )
 
 
