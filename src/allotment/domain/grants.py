@@ -125,11 +125,6 @@ class Grant:
         return [r for r in self.recurrence.boundaries_between(lo, hi) if self.active_at(r)]
 
 
-def sort_by_burn_order(grants: list[Grant]) -> list[Grant]:
-    """A new list in burn order."""
-    return sorted(grants, key=lambda g: g.burn_order_key)
-
-
 def validate_new_grant(
     amount: Decimal | int,
     effective_at: datetime,

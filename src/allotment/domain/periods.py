@@ -202,9 +202,6 @@ class Period:
         if self.end < self.start:
             raise ValueError(f"period ends before it starts: {self.start} > {self.end}")
 
-    def contains(self, t: datetime) -> bool:
-        return self.start <= t < self.end
-
     @property
     def duration(self) -> timedelta:
         return self.end - self.start
@@ -252,9 +249,6 @@ class Recurrence:
     def next_boundary_after(self, t: datetime) -> datetime:
         """The smallest boundary strictly after `t`."""
         return self.boundary(self.index_at_or_before(t) + 1)
-
-    def is_boundary(self, t: datetime) -> bool:
-        return self.boundary(self.index_at_or_before(t)) == ensure_utc(t)
 
     def boundaries_between(self, start: datetime, end: datetime) -> list[datetime]:
         """Every boundary b with `start < b <= end`, in order (empty when end <= start).
@@ -342,7 +336,3 @@ class Expiration:
                 return t + relativedelta(months=self.count)
             case ExpirationDuration.YEAR:
                 return t + relativedelta(years=self.count)
-
-
-ExpirationPeriod = Expiration
-"""The name the API schema uses for `{duration, count}`."""

@@ -21,9 +21,6 @@ from enum import StrEnum
 from allotment.domain.burn import EngineState, MeteredTerms, UsageMode
 from allotment.domain.time import MINUTE, ensure_utc, truncate_to_minute
 
-Checkpoint = EngineState
-"""A checkpoint is nothing but an engine state that was allowed to be saved."""
-
 DEFAULT_GRACE = timedelta(minutes=5)
 """Recent history kept un-checkpointed, so that late events stay cheap to absorb."""
 

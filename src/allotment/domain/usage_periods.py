@@ -11,7 +11,6 @@ start after the first is a manual one.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -223,11 +222,3 @@ class UsagePeriodTimeline:
                 field="effectiveAt",
             )
         return reset_at
-
-
-def timeline_from_resets(
-    measure_usage_from: datetime, recurrence: Recurrence, resets: Sequence[ManualReset]
-) -> UsagePeriodTimeline:
-    """Build a timeline from stored resets in any order (sorted by instant)."""
-    ordered = tuple(sorted(resets, key=lambda r: r.at))
-    return UsagePeriodTimeline(measure_usage_from, recurrence, ordered)
