@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
@@ -40,13 +40,7 @@ from allotment.domain.burn import (
 )
 from allotment.domain.grants import Grant, as_decimal
 from allotment.domain.periods import Period
-from allotment.domain.time import (
-    MINUTE,
-    UTC_ZONE,
-    ceil_to_minute,
-    ensure_utc,
-    truncate_to_minute,
-)
+from allotment.domain.time import MINUTE, ceil_to_minute, ensure_utc, truncate_to_minute
 from allotment.errors import InvalidInput
 
 MAX_HISTORY_WINDOWS = 100_000
@@ -90,7 +84,7 @@ def _floor_local(t: datetime, size: WindowSize, zone: ZoneInfo) -> datetime:
         floored = datetime.combine(local.date(), time(0), tzinfo=zone)
     else:
         floored = datetime.combine(local.date().replace(day=1), time(0), tzinfo=zone)
-    return floored.astimezone(UTC_ZONE)
+    return floored.astimezone(UTC)
 
 
 def _next_local(b: datetime, size: WindowSize, zone: ZoneInfo) -> datetime:
@@ -107,7 +101,7 @@ def _next_local(b: datetime, size: WindowSize, zone: ZoneInfo) -> datetime:
     else:
         year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
         next_date = local.date().replace(year=year, month=month, day=1)
-    return datetime.combine(next_date, time(0), tzinfo=zone).astimezone(UTC_ZONE)
+    return datetime.combine(next_date, time(0), tzinfo=zone).astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,6 @@ from datetime import UTC, datetime, timedelta
 MINUTE = timedelta(minutes=1)
 """The engine's time resolution."""
 
-UTC_ZONE = UTC
-"""The only time zone the engine computes in (history windows convert at the edge)."""
-
 
 def ensure_utc(t: datetime, name: str = "time") -> datetime:
     """Return `t` expressed in UTC; a naive datetime is a programming error, never guessed at."""
