@@ -305,12 +305,7 @@ def plan_usage_windows(
     The windows depend only on the timeline, grants, start instant and observe points, never on
     usage, so the caller can fetch them all in one query before running.
     """
-    until_u = require_minute(until, "until")
-    points = _normalise_observe(observe)
-    cuts = _schedule(terms, grants, start_state.at, until_u, points)
-    return [
-        s.window for s in _steps(cuts, start_state.at, start_state.period_start, terms.usage_mode)
-    ]
+    return _plan(terms, grants, start_state.at, start_state.period_start, until, observe)
 
 
 def plan_windows_from(
@@ -324,10 +319,20 @@ def plan_windows_from(
     computed (its period start is read off the timeline)."""
     start_u = require_minute(start_at, "start_at")
     period_start = terms.timeline.current_period_at(start_u).start
-    cuts = _schedule(
-        terms, grants, start_u, require_minute(until, "until"), _normalise_observe(observe)
-    )
-    return [s.window for s in _steps(cuts, start_u, period_start, terms.usage_mode)]
+    return _plan(terms, grants, start_u, period_start, until, observe)
+
+
+def _plan(
+    terms: MeteredTerms,
+    grants: Sequence[Grant],
+    start_at: datetime,
+    period_start: datetime,
+    until: datetime,
+    observe: Iterable[datetime],
+) -> list[UsageWindow]:
+    until_u = require_minute(until, "until")
+    cuts = _schedule(terms, grants, start_at, until_u, _normalise_observe(observe))
+    return [s.window for s in _steps(cuts, start_at, period_start, terms.usage_mode)]
 
 
 # -- running ----------------------------------------------------------------------------------
