@@ -8,7 +8,6 @@ always shows an expiration, so a grant that never expires reads `{"duration": "Y
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -23,14 +22,6 @@ Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 
 # What a v1 response shows for a grant without expiration.
 _NEVER = Expiration(ExpirationDuration.YEAR, 100)
-
-
-class DurationName(StrEnum):
-    HOUR = "HOUR"
-    DAY = "DAY"
-    WEEK = "WEEK"
-    MONTH = "MONTH"
-    YEAR = "YEAR"
 
 
 class RecurringPeriodCreate(WireModel):
@@ -60,11 +51,15 @@ class RecurringPeriodOut(WireModel):
 
 
 class ExpirationPeriod(WireModel):
-    duration: DurationName
+    duration: ExpirationDuration
     count: int = Field(ge=1, le=1000)
 
     def to_request(self) -> ExpirationRequest:
         return ExpirationRequest(duration=self.duration.value, count=self.count)
+
+    @classmethod
+    def of(cls, expiration: Expiration) -> ExpirationPeriod:
+        return cls(duration=expiration.duration, count=expiration.count)
 
 
 class _GrantCreate(WireModel):
@@ -164,15 +159,12 @@ class GrantV1(_GrantFields):
     @classmethod
     def of(cls, view: GrantView) -> GrantV1:
         g = view.grant
-        expiration = g.expiration or _NEVER
         expires_at: datetime = (
             g.expires_at if g.expires_at is not None else _NEVER.expires_at(g.effective_at)
         )
         return cls(
             **_fields(view),
-            expiration=ExpirationPeriod(
-                duration=DurationName(expiration.duration.value), count=expiration.count
-            ),
+            expiration=ExpirationPeriod.of(g.expiration or _NEVER),
             expires_at=expires_at,
         )
 
@@ -186,9 +178,5 @@ class GrantV2(_GrantFields):
     @classmethod
     def of(cls, view: GrantView) -> GrantV2:
         g = view.grant
-        expiration = None
-        if g.expiration is not None:
-            expiration = ExpirationPeriod(
-                duration=DurationName(g.expiration.duration.value), count=g.expiration.count
-            )
+        expiration = None if g.expiration is None else ExpirationPeriod.of(g.expiration)
         return cls(**_fields(view), expiration=expiration, expires_at=g.expires_at)
