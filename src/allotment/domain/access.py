@@ -161,6 +161,6 @@ def value_from_state(terms: MeteredTerms, state: EngineState) -> EntitlementValu
         balance=balance,
         usage=state.period_usage,
         overage=state.overage,
-        total_available_grant_amount=state.period_grant_usage + balance,
+        total_available_grant_amount=state.total_available_grant_amount,
         grant_balances=state.grant_balances,
     )
