@@ -596,7 +596,7 @@ class _Engine:
         self.period_start = reset.at
 
 
-def _clean_usage(value: Decimal | int, window: UsageWindow) -> Decimal:
+def clean_usage(value: Decimal | int, window: UsageWindow) -> Decimal:
     """Usage as an exact Decimal; a negative value (e.g. refunds in a SUM meter) counts as 0:
     usage never restores a grant's balance."""
     amount = as_decimal(value, f"usage for [{window.start.isoformat()}, {window.end.isoformat()})")
@@ -640,7 +640,7 @@ def run(
         before_until = start
         for step in steps:
             c = step.cut
-            value = _clean_usage(lookup(step.window), step.window)
+            value = clean_usage(lookup(step.window), step.window)
             asked.append((step.window, value))
             if step.peek:
                 observed[c.at] = engine.peek_latest(c.at, value)

@@ -32,13 +32,14 @@ from allotment.domain.burn import (
     UsageMode,
     UsageSource,
     UsageWindow,
+    clean_usage,
     initial_state,
     plan_usage_windows,
     plan_windows_from,
     run,
     usage_lookup,
 )
-from allotment.domain.grants import Grant, as_decimal
+from allotment.domain.grants import Grant
 from allotment.domain.periods import Period
 from allotment.domain.time import MINUTE, ceil_to_minute, ensure_utc, truncate_to_minute
 from allotment.errors import InvalidInput
@@ -233,9 +234,7 @@ def build_history(
     over = run(terms, grants, to_start.state, query.end, usage, observe=query.window_starts)
     if terms.usage_mode is UsageMode.LATEST:
         lookup = usage_lookup(usage)
-        usages = [
-            max(as_decimal(lookup(w), "usage"), Decimal(0)) for w in _latest_windows(terms, query)
-        ]
+        usages = [clean_usage(lookup(w), w) for w in _latest_windows(terms, query)]
     else:
         usages = []
         engine_windows = over.usage_by_window
