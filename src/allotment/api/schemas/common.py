@@ -1,4 +1,4 @@
-"""Wire types shared by every resource: timestamps, amounts, lists, key patterns."""
+"""Wire types shared by every resource: timestamps, amounts, lists."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from allotment.domain.time import rfc3339
-
-KEY_PATTERN = r"^[a-z0-9]+(?:_[a-z0-9]+)*$"
 
 
 def _to_utc(value: datetime) -> datetime:

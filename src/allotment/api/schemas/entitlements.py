@@ -17,19 +17,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, field_validator
 
-from allotment.api.schemas.common import KEY_PATTERN, AmountValue, UtcDateTime, WireModel
-from allotment.api.schemas.grants import GrantCreateV2, RecurringPeriodCreate, RecurringPeriodOut
+from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel
+from allotment.api.schemas.grants import (
+    GrantCreateV2,
+    Priority,
+    RecurringPeriodCreate,
+    RecurringPeriodOut,
+)
+from allotment.domain import features as feature_rules
 from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlement_requests import EntitlementRequest, MeasureUsageFromPreset
 from allotment.domain.entitlements import EntitlementType
-from allotment.domain.grants import PRIORITY_MAX, PRIORITY_MIN
 from allotment.domain.history import History
 from allotment.domain.periods import Period
 from allotment.services.entitlements import EntitlementView
 
 ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
 
-Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 _AWARE_TIME = TypeAdapter(AwareDatetime)
 
 
@@ -47,7 +51,12 @@ class EntitlementCreate(WireModel):
     """`EntitlementCreateInputs` (v1): metered, static or boolean, told apart by `type`."""
 
     type: Literal["metered", "static", "boolean"]
-    feature_key: str | None = Field(default=None, min_length=1, max_length=64, pattern=KEY_PATTERN)
+    feature_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=feature_rules.KEY_MAX_LENGTH,
+        pattern=feature_rules.KEY_PATTERN,
+    )
     feature_id: str | None = Field(default=None, pattern=ULID_PATTERN)
     metadata: dict[str, str] | None = None
     usage_period: RecurringPeriodCreate | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from allotment.api.schemas.common import KEY_PATTERN, UtcDateTime, WireModel
+from allotment.api.schemas.common import UtcDateTime, WireModel
 from allotment.domain import features as rules
 from allotment.domain.features import Feature, NewFeature, group_by_filters_from_wire
 from allotment.domain.group_filters import StringFilter
@@ -41,10 +41,10 @@ class FilterString(WireModel):
 
 
 class FeatureCreateBody(WireModel):
-    key: str = Field(min_length=1, max_length=rules.KEY_MAX_LENGTH, pattern=KEY_PATTERN)
+    key: str = Field(min_length=1, max_length=rules.KEY_MAX_LENGTH, pattern=rules.KEY_PATTERN)
     name: str = Field(min_length=1, max_length=rules.NAME_MAX_LENGTH)
     meter_slug: str | None = Field(
-        default=None, min_length=1, max_length=rules.KEY_MAX_LENGTH, pattern=KEY_PATTERN
+        default=None, min_length=1, max_length=rules.KEY_MAX_LENGTH, pattern=rules.KEY_PATTERN
     )
     meter_group_by_filters: dict[str, str] | None = Field(
         default=None,
