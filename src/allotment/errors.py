@@ -6,6 +6,8 @@ about (`field`), so a client can point at the exact bad value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -81,6 +83,15 @@ class ErrorList:
 
     def add(self, field_name: str, message: str, code: str = "invalid") -> None:
         self.errors.append(FieldError(field=field_name, message=message, code=code))
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Keeps the field errors of an InvalidInput raised in the block instead of letting it
+        escape, so that one response names every bad field, not only the first."""
+        try:
+            yield
+        except InvalidInput as error:
+            self.errors.extend(error.errors)
 
     def raise_if_any(self, message: str = "invalid request") -> None:
         if self.errors:

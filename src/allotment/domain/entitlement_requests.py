@@ -109,31 +109,24 @@ def check_request(request: EntitlementRequest) -> None:
 
 
 def _check_usage_period(errors: ErrorList, period: RecurrenceRequest) -> None:
-    try:
+    with errors.collecting():
         if period.anchor is not None:
             checked_instant(period.anchor, "usagePeriod.anchor")
         interval = Interval.parse(period.interval, field="usagePeriod.interval")
         checked_interval(interval, "usagePeriod.interval")
-    except InvalidInput as error:
-        errors.errors.extend(error.errors)
-        return
-    if not interval.is_at_least_one_hour():
-        errors.add("usagePeriod.interval", "a usage period must be at least one hour")
+        if not interval.is_at_least_one_hour():
+            errors.add("usagePeriod.interval", "a usage period must be at least one hour")
 
 
 def _check_metered(errors: ErrorList, request: EntitlementRequest) -> None:
     if request.usage_period is None:
         errors.add("usagePeriod", "a metered entitlement needs a usage period", code="required")
     if isinstance(request.measure_usage_from, datetime):
-        try:
+        with errors.collecting():
             checked_instant(request.measure_usage_from, "measureUsageFrom")
-        except InvalidInput as error:
-            errors.errors.extend(error.errors)
     if request.issue_after_reset is not None:
-        try:
+        with errors.collecting():
             checked_amount(request.issue_after_reset, "issueAfterReset")
-        except InvalidInput as error:
-            errors.errors.extend(error.errors)
     priority = request.issue_after_reset_priority
     if priority is not None:
         if request.issue_after_reset is None:

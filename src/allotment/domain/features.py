@@ -109,13 +109,11 @@ def group_by_filters_from_wire(
         if not is_storable_text(key):
             errors.add(wire_name, f"group-by keys {UNSTORABLE_TEXT}")
             continue
-        try:
+        with errors.collecting():
             if equality:
                 filters[key] = StringFilter("$eq", filter_text(document, f"{wire_name}.{key}"))
             else:
                 filters[key] = parse_filter(document, f"{wire_name}.{key}")
-        except InvalidInput as error:
-            errors.errors.extend(error.errors)
     errors.raise_if_any("invalid group-by filters")
     return filters
 

@@ -93,27 +93,21 @@ def new_grant(
     maximum = _amount(errors, request.max_rollover_amount, "maxRolloverAmount")
     expiration = None
     if request.expiration is not None:
-        try:
+        with errors.collecting():
             expiration = Expiration.parse(request.expiration.duration, request.expiration.count)
-        except InvalidInput as error:
-            errors.errors.extend(error.errors)
     elif defaults is GrantDefaults.V1:
         errors.add("expiration", "is required", code="required")
-    try:
+    with errors.collecting():
         checked_instant(request.effective_at, "effectiveAt")
-    except InvalidInput as error:
-        errors.errors.extend(error.errors)
     recurrence_interval = None
     if request.recurrence is not None:
-        try:
+        with errors.collecting():
             if request.recurrence.anchor is not None:
                 checked_instant(request.recurrence.anchor, "recurrence.anchor")
             recurrence_interval = checked_interval(
                 Interval.parse(request.recurrence.interval, field="recurrence.interval"),
                 "recurrence.interval",
             )
-        except InvalidInput as error:
-            errors.errors.extend(error.errors)
     for name, document in (("metadata", request.metadata), ("annotations", request.annotations)):
         if document is not None and not is_storable_document(document):
             errors.add(name, UNSTORABLE_TEXT)
@@ -158,8 +152,6 @@ def _amount(
 ) -> Decimal | None:
     if value is None:
         return None
-    try:
+    with errors.collecting():
         return checked_amount(value, field, positive=positive)
-    except InvalidInput as error:
-        errors.errors.extend(error.errors)
-        return None
+    return None
