@@ -115,3 +115,7 @@ def test_text_no_database_can_store_is_400_in_any_parameter(client: TestClient) 
     response = client.get("/api/v1/customers/ac%00me")
     assert response.status_code == 400
     assert response.json()["extensions"]["validationErrors"][0]["field"] == "customerIdOrKey"
+    # Some names reach SQL as well (a group-by key): the problem names the parameter without it.
+    response = client.get("/api/v1/meters/tokens/query", params={"filterGroupBy[mo\x00del]": "x"})
+    assert response.status_code == 400
+    assert response.json()["extensions"]["validationErrors"][0]["field"] == "filterGroupBy[model]"

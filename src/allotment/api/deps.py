@@ -55,9 +55,11 @@ def authenticate(request: Request, context: Context) -> ApiKey:
 
 
 def refuse_unstorable_parameters(request: Request) -> None:
-    """Path and query parameters reach SQL filters; text a database cannot hold (a NUL, a lone
-    surrogate) is a 400 naming the parameter here, for every route at once."""
+    """Path and query parameters reach SQL filters, and so do some names (`filterGroupBy[key]`);
+    text a database cannot hold (a NUL, a lone surrogate) in either is a 400 naming the parameter
+    here, for every route at once."""
     parameters = [*request.path_params.items(), *request.query_params.multi_items()]
     for name, value in parameters:
-        if isinstance(value, str) and not is_storable_text(value):
-            raise InvalidInput(f"{name} {UNSTORABLE_TEXT}", field=name)
+        if not is_storable_text(name) or (isinstance(value, str) and not is_storable_text(value)):
+            field = "".join(character for character in name if is_storable_text(character))
+            raise InvalidInput(f"{field} {UNSTORABLE_TEXT}", field=field)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from allotment.api.deps import Context
@@ -15,14 +15,13 @@ from allotment.api.schemas.events import (
     ingest_request_body_openapi,
     listed_event_to_wire,
     parse_events,
-    reject_nul_in_url,
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, ToTime
 from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
 from allotment.services import events as events_service
 from allotment.services.context import ServiceContext
 
-router = APIRouter(tags=["events"], dependencies=[Depends(reject_nul_in_url)])
+router = APIRouter(tags=["events"])
 
 
 def _ingest(context: ServiceContext, body: bytes, content_type: str | None) -> None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
 from allotment.api.schemas.common import UtcDateTime
-from allotment.api.schemas.events import dumps, reject_nul_in_body, reject_nul_in_url
+from allotment.api.schemas.events import dumps, reject_nul_in_body
 from allotment.api.schemas.meters import (
     MeterCreate,
     MeterQueryRequest,
@@ -27,9 +27,7 @@ from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
 
-router = APIRouter(
-    tags=["meters"], dependencies=[Depends(reject_nul_in_url), Depends(reject_nul_in_body)]
-)
+router = APIRouter(tags=["meters"], dependencies=[Depends(reject_nul_in_body)])
 
 MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
 

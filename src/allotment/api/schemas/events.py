@@ -22,6 +22,7 @@ from typing_extensions import TypedDict
 from allotment.api.schemas.common import UtcDateTime, WireModel
 from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
 from allotment.domain.instants import EARLIEST, LATEST
+from allotment.domain.text import is_storable_document
 from allotment.domain.time import rfc3339
 from allotment.errors import FieldError, InvalidInput
 
@@ -91,31 +92,9 @@ def _is_non_finite(value: object) -> bool:
     return False
 
 
-def _has_nul(value: object) -> bool:
-    """True when a string (or key) anywhere in `value` holds U+0000, which PostgreSQL cannot
-    store in text or JSONB."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
-async def reject_nul_in_url(request: Request) -> None:
-    """Refuse U+0000 in the path or query (400 naming the parameter): PostgreSQL can neither
-    store nor compare text holding it, so it would otherwise fail deep inside a query."""
-    if "\x00" in request.url.path:
-        raise InvalidInput(_NUL_MESSAGE, field="path")
-    if "%00" in request.url.query:
-        for name, value in request.query_params.multi_items():
-            if "\x00" in name or "\x00" in value:
-                raise InvalidInput(_NUL_MESSAGE, field=name.replace("\x00", ""))
-
-
 async def reject_nul_in_body(request: Request) -> None:
-    """The same for a JSON body, where the escape is the only way to carry the character."""
+    """Refuse U+0000 in a JSON body (400), where the escape is the only way to carry it:
+    PostgreSQL can neither store nor compare text holding it."""
     body = await request.body()
     if b"\\u0000" not in body:
         return
@@ -123,10 +102,12 @@ async def reject_nul_in_body(request: Request) -> None:
         parsed = from_json(body)
     except ValueError:
         return  # malformed JSON: the body's own validation reports it
-    if _has_nul(parsed):
+    if not is_storable_document(parsed):
         raise InvalidInput(_NUL_MESSAGE, field="body")
 
 
+# pydantic's JSON parser already refuses lone surrogates, so a parsed body that is not storable
+# text holds a NUL.
 _NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
 
 
@@ -226,7 +207,7 @@ def _content_errors(items: list[Any], batch: bool, check_nul: bool) -> list[Fiel
                     code="string_nul",
                 )
                 for name, value in item.items()
-                if name in _STORED_FIELDS and _has_nul(value)
+                if name in _STORED_FIELDS and not is_storable_document(value)
             )
     return errors
 
