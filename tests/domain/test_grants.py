@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
+from allotment.domain.grant_requests import GrantDefaults, GrantRequest, new_grant
 from allotment.domain.grants import Grant, validate_new_grant, validate_void
 from allotment.domain.periods import Interval, Recurrence
 from allotment.errors import InvalidInput
@@ -88,37 +90,56 @@ class TestValidateNewGrant:
 
     def test_accepts_a_backdated_grant_inside_the_period_and_floors_it(self) -> None:
         effective = self.period_start + timedelta(hours=1, seconds=30)
-        assert validate_new_grant(
-            Decimal(5), effective, self.period_start
-        ) == self.period_start + timedelta(hours=1)
+        assert validate_new_grant(effective, self.period_start) == self.period_start + timedelta(
+            hours=1
+        )
 
     def test_accepts_a_future_grant(self) -> None:
         later = self.period_start + timedelta(days=90)
-        assert validate_new_grant(1, later, self.period_start) == later
+        assert validate_new_grant(later, self.period_start) == later
 
     @pytest.mark.parametrize(
         ("kwargs", "field"),
         [
-            ({"amount": 0}, "amount"),
-            ({"amount": Decimal("-1")}, "amount"),
-            ({"amount": Decimal("NaN")}, "amount"),
             ({"effective_at": datetime(2023, 12, 31, 23, 59, tzinfo=UTC)}, "effectiveAt"),
             ({"priority": 0}, "priority"),
             ({"priority": 256}, "priority"),
-            ({"min_rollover_amount": -1}, "minRolloverAmount"),
-            ({"max_rollover_amount": Decimal("-0.5")}, "maxRolloverAmount"),
             ({"recurrence": Recurrence(Interval.parse("PT30M"), T0)}, "recurrence.interval"),
         ],
     )
     def test_rejects_with_the_field_name(self, kwargs: dict[str, object], field: str) -> None:
         arguments: dict[str, object] = {
-            "amount": Decimal(10),
             "effective_at": self.period_start,
             "current_period_start": self.period_start,
         }
         arguments.update(kwargs)
         with pytest.raises(InvalidInput) as raised:
             validate_new_grant(**arguments)  # type: ignore[arg-type]
+        assert raised.value.field == field
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"amount": Decimal(0)}, "amount"),
+            ({"amount": Decimal("-1")}, "amount"),
+            ({"amount": Decimal("NaN")}, "amount"),
+            ({"min_rollover_amount": Decimal(-1)}, "minRolloverAmount"),
+            ({"max_rollover_amount": Decimal("-0.5")}, "maxRolloverAmount"),
+        ],
+    )
+    def test_a_request_with_a_bad_amount_is_refused_with_the_field_name(
+        self, kwargs: dict[str, object], field: str
+    ) -> None:
+        request = GrantRequest(amount=Decimal(10), effective_at=self.period_start)
+        with pytest.raises(InvalidInput) as raised:
+            new_grant(
+                replace(request, **kwargs),  # type: ignore[arg-type]
+                grant_id="g",
+                entitlement_id="e",
+                current_period_start=self.period_start,
+                now=self.period_start,
+                defaults=GrantDefaults.V2,
+            )
         assert raised.value.field == field
 
 

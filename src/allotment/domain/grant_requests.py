@@ -119,13 +119,7 @@ def new_grant(
         anchor = request.recurrence.anchor or request.effective_at
         recurrence = Recurrence(recurrence_interval, anchor)
     effective_at = validate_new_grant(
-        amount,
-        request.effective_at,
-        current_period_start,
-        priority=priority,
-        min_rollover_amount=minimum,
-        max_rollover_amount=maximum,
-        recurrence=recurrence,
+        request.effective_at, current_period_start, priority=priority, recurrence=recurrence
     )
     if maximum is None:
         maximum = amount if defaults is GrantDefaults.V2 else Decimal(0)

@@ -126,29 +126,20 @@ class Grant:
 
 
 def validate_new_grant(
-    amount: Decimal | int,
     effective_at: datetime,
     current_period_start: datetime,
     *,
     priority: int | None = None,
-    min_rollover_amount: Decimal | int | None = None,
-    max_rollover_amount: Decimal | int | None = None,
     recurrence: Recurrence | None = None,
 ) -> datetime:
-    """Check a grant about to be created; return its floored `effectiveAt`.
+    """Check when a grant about to be created starts; return its floored `effectiveAt`.
 
-    `amount` must be positive; `effectiveAt` (floored) must not be before the start of the usage
-    period current now (`current_period_start`), so a grant never rewrites a closed period; it
-    may be backdated inside the current period or lie in the future. Optional extras are checked
-    when given: priority 1..255, rollover amounts not negative, a recurrence of at least an
-    hour. Raises InvalidInput naming the API field.
+    `effectiveAt` (floored) must not be before the start of the usage period current now
+    (`current_period_start`), so a grant never rewrites a closed period; it may be backdated
+    inside the current period or lie in the future. Optional extras are checked when given:
+    priority 1..255, a recurrence of at least an hour. Amounts are checked where the request is
+    read (`amounts.checked_amount`). Raises InvalidInput naming the API field.
     """
-    try:
-        value = as_decimal(amount, "amount")
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(str(exc), field="amount") from exc
-    if value <= 0:
-        raise InvalidInput("amount must be positive", field="amount")
     floored = truncate_to_minute(effective_at)
     period_start = ensure_utc(current_period_start, "current_period_start")
     if floored < period_start:
@@ -166,18 +157,6 @@ def validate_new_grant(
             f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}",
             field="priority",
         )
-    for name, field_name, rollover in (
-        ("min_rollover_amount", "minRolloverAmount", min_rollover_amount),
-        ("max_rollover_amount", "maxRolloverAmount", max_rollover_amount),
-    ):
-        if rollover is None:
-            continue
-        try:
-            rollover_value = as_decimal(rollover, name)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(str(exc), field=field_name) from exc
-        if rollover_value < 0:
-            raise InvalidInput(f"{field_name} must not be negative", field=field_name)
     if recurrence is not None and not recurrence.interval.is_at_least_one_hour():
         raise InvalidInput(
             "a grant recurrence interval must be at least one hour", field="recurrence.interval"
