@@ -11,6 +11,9 @@ start gives, provided the checkpoint is still valid:
   timeline anyway (elsewhere, resuming would split a segment and change the latest value);
 - any write that affects the time it covers invalidates it, and every later one
   (`invalid_from`): a grant effective at E, a void at V, a late event at t, a manual reset at R.
+
+No service saves checkpoints yet (every read runs from measurement start); these are the rules a
+store of them must follow.
 """
 
 from __future__ import annotations
