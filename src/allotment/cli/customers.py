@@ -13,7 +13,14 @@ from allotment.cli.options import (
     option_names,
     parse_pairs,
 )
-from allotment.cli.output import plain_errors, print_record, print_records, time_cell, time_text
+from allotment.cli.output import (
+    plain_errors,
+    print_record,
+    print_records,
+    time_cell,
+    time_text,
+    without_unset,
+)
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
 from allotment.domain.customers import Customer, CustomerDetails, CustomerFilter
@@ -45,14 +52,14 @@ def customer_document(customer: Customer) -> dict[str, Any]:
         "currency": customer.currency,
         "billingAddress": None
         if customer.billing_address is None
-        else {k: v for k, v in customer.billing_address.lines().items() if v is not None},
+        else without_unset(customer.billing_address.lines()),
         "metadata": None if customer.metadata is None else dict(customer.metadata),
         "annotations": None if customer.annotations is None else dict(customer.annotations),
         "createdAt": time_text(customer.created_at),
         "updatedAt": time_text(customer.updated_at),
         "deletedAt": time_text(customer.deleted_at),
     }
-    return {name: value for name, value in document.items() if value is not None}
+    return without_unset(document)
 
 
 @app.command("create")

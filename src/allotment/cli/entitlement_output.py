@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from allotment.cli.output import time_text
+from allotment.cli.output import time_text, without_unset
 from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlements import EntitlementType
 from allotment.domain.history import History
@@ -20,10 +20,6 @@ from allotment.services.entitlements import EntitlementView
 from allotment.services.grants import GrantView
 
 Document = dict[str, Any]
-
-
-def _without_unset(document: Document) -> Document:
-    return {name: value for name, value in document.items() if value is not None}
 
 
 def _period(period: Period | None) -> Document | None:
@@ -77,7 +73,7 @@ def entitlement_document(view: EntitlementView) -> Document:
             }
     if e.type is EntitlementType.STATIC:
         document["config"] = e.config or ""
-    return _without_unset(document)
+    return without_unset(document)
 
 
 def grant_document(view: GrantView) -> Document:
@@ -86,7 +82,7 @@ def grant_document(view: GrantView) -> Document:
     expiration = None
     if g.expiration is not None:
         expiration = {"duration": g.expiration.duration.value, "count": g.expiration.count}
-    return _without_unset(
+    return without_unset(
         {
             "id": g.id,
             "entitlementId": g.entitlement_id,
@@ -112,7 +108,7 @@ def grant_document(view: GrantView) -> Document:
 def value_document(value: EntitlementValue, *, grant_balances: bool = True) -> Document:
     """`EntitlementValueV2` (with each grant's balance), or v1's `EntitlementValue`."""
     balances: Mapping[str, Decimal] | None = value.grant_balances if grant_balances else None
-    return _without_unset(
+    return without_unset(
         {
             "hasAccess": value.has_access,
             "balance": value.balance,

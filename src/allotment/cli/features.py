@@ -13,6 +13,7 @@ from allotment.cli.output import (
     print_records,
     time_cell,
     time_text,
+    without_unset,
 )
 from allotment.cli.paging import every_page
 from allotment.cli.state import STATE
@@ -44,7 +45,7 @@ def feature_document(feature: Feature) -> dict[str, Any]:
         "updatedAt": time_text(feature.updated_at),
         "archivedAt": time_text(feature.archived_at),
     }
-    return {name: value for name, value in document.items() if value is not None}
+    return without_unset(document)
 
 
 def _filters_text(feature: Feature) -> str:

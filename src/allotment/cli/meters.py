@@ -14,7 +14,14 @@ from allotment.cli.options import (
     parse_pairs,
     parse_time,
 )
-from allotment.cli.output import plain_errors, print_record, print_records, time_cell, time_text
+from allotment.cli.output import (
+    plain_errors,
+    print_record,
+    print_records,
+    time_cell,
+    time_text,
+    without_unset,
+)
 from allotment.cli.state import STATE
 from allotment.domain.meters import Aggregation, Meter, MeterDefinition
 from allotment.services import meters
@@ -54,7 +61,7 @@ def meter_document(meter: Meter) -> dict[str, Any]:
         "updatedAt": time_text(meter.updated_at),
         "deletedAt": time_text(meter.deleted_at),
     }
-    return {name: value for name, value in document.items() if value is not None}
+    return without_unset(document)
 
 
 @app.command("create")

@@ -145,6 +145,11 @@ def exact_json(document: object) -> str:
     return re.sub(f'"{mark}([^"]*){mark}"', r"\1", text)
 
 
+def without_unset(document: dict[str, Any]) -> dict[str, Any]:
+    """A document as the API writes it: fields without a value are left out."""
+    return {name: value for name, value in document.items() if value is not None}
+
+
 def print_exact_json(document: object) -> None:
     sys.stdout.write(exact_json(document) + "\n")
 
