@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from allotment.cli.output import plain_errors, print_records
+from allotment.cli.output import plain_errors, print_records, time_cell, time_text
 from allotment.cli.state import STATE
-from allotment.domain.time import rfc3339
 from allotment.services import api_keys
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -36,7 +35,14 @@ def list_keys(
         "API keys",
         ["id", "name", "scope", "prefix", "created", "revoked"],
         [
-            [k.id, k.name, k.scope.value, k.prefix + "…", k.created_at, k.revoked_at or ""]
+            [
+                k.id,
+                k.name,
+                k.scope.value,
+                k.prefix + "…",
+                time_cell(k.created_at),
+                time_cell(k.revoked_at),
+            ]
             for k in keys
         ],
         [
@@ -45,8 +51,8 @@ def list_keys(
                 "name": k.name,
                 "scope": k.scope.value,
                 "prefix": k.prefix,
-                "createdAt": rfc3339(k.created_at),
-                "revokedAt": rfc3339(k.revoked_at) if k.revoked_at else None,
+                "createdAt": time_text(k.created_at),
+                "revokedAt": time_text(k.revoked_at),
             }
             for k in keys
         ],
