@@ -1,9 +1,8 @@
-"""Raw-HTTP helpers for API tests: CloudEvents and times in their wire form, and the meter,
+"""Raw-HTTP helpers for API tests: CloudEvents in their wire form, and the meter,
 features and usage entitlement tests start from."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -57,7 +56,3 @@ def send_usage(client: TestClient, tokens: float, at: str, subject: str = "acme"
     )
     response = client.post("/api/v1/events", json=event)
     assert response.status_code == 204, response.text
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")

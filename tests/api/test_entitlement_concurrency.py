@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from allotment.domain.time import rfc3339
 from allotment.ids import new_id
 from tests.api.conftest import LiveServer
-from tests.api.helpers import cloud_event, iso
+from tests.api.helpers import cloud_event
 
 T = datetime(2024, 1, 15, 12, tzinfo=UTC)
 ROUNDS = 3
@@ -39,7 +40,7 @@ class Api:
 
 def _usage(http: httpx.Client, subject: str, tokens: int, at: datetime) -> httpx.Response:
     event = cloud_event(
-        new_id(), source="concurrency", subject=subject, time=iso(at), data={"tokens": tokens}
+        new_id(), source="concurrency", subject=subject, time=rfc3339(at), data={"tokens": tokens}
     )
     return http.post("/api/v1/events", json=event)
 
@@ -77,11 +78,11 @@ def _operations(
     base = f"/api/v2/customers/{customer}/entitlements/ai_tokens"
 
     def grant(amount: int, effective_at: datetime) -> Callable[[httpx.Client], httpx.Response]:
-        body = {"amount": amount, "effectiveAt": iso(effective_at)}
+        body = {"amount": amount, "effectiveAt": rfc3339(effective_at)}
         return lambda http: http.post(f"{base}/grants", json=body)
 
     def void(at: datetime) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda http: http.delete(f"/api/v1/grants/{grant_id}", params={"at": iso(at)})
+        return lambda http: http.delete(f"/api/v1/grants/{grant_id}", params={"at": rfc3339(at)})
 
     def usage(tokens: int, at: datetime) -> Callable[[httpx.Client], httpx.Response]:
         return lambda http: _usage(http, customer, tokens, at)
@@ -139,7 +140,7 @@ def _values(http: httpx.Client, customer: str) -> list[tuple[Any, ...]]:
         T + timedelta(hours=2),
         datetime(2024, 2, 1, tzinfo=UTC),
     ):
-        value = http.get(f"{base}/value", params={"time": iso(at)}).json()
+        value = http.get(f"{base}/value", params={"time": rfc3339(at)}).json()
         seen.append(
             (
                 value["balance"],
