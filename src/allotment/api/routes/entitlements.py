@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from allotment.api.deps import Context
+from allotment.api.routes.customers import CustomerIdOrKey
+from allotment.api.routes.subjects import SubjectIdOrKey
 from allotment.api.schemas.common import Page, UtcDateTime
 from allotment.api.schemas.entitlements import (
     CustomerAccessOut,
@@ -41,10 +43,6 @@ from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectO
 
 router = APIRouter(tags=["entitlements"])
 
-SubjectIdOrKey = Annotated[str, Path(alias="subjectIdOrKey", description="A subject id or key")]
-CustomerIdOrKey = Annotated[
-    str, Path(alias="customerIdOrKey", description="A customer id, or else its key")
-]
 EntitlementId = Annotated[
     str,
     Path(alias="entitlementId", description="An entitlement id (a feature key works as well)"),
