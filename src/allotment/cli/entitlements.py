@@ -28,6 +28,7 @@ from allotment.cli.options import (
     option_names,
     parse_amount,
     parse_pairs,
+    parse_recurrence,
     parse_time,
 )
 from allotment.cli.output import (
@@ -46,9 +47,7 @@ from allotment.cli.state import STATE
 from allotment.domain.access import EntitlementValue
 from allotment.domain.entitlement_requests import EntitlementRequest, MeasureUsageFromPreset
 from allotment.domain.entitlements import EntitlementFilter, EntitlementType
-from allotment.domain.grant_requests import RecurrenceRequest
 from allotment.domain.history import History, WindowSize
-from allotment.errors import InvalidInput
 from allotment.services import (
     entitlement_history,
     entitlement_resets,
@@ -166,17 +165,11 @@ class _Terms:
     def request(self, kind: EntitlementType, feature: str) -> EntitlementRequest:
         """The request the API would build; a flag left off is "not sent", so a boolean or
         static entitlement refuses only the metered options actually given."""
-        usage_period = None
-        anchor_time = parse_time(self.anchor, "--anchor")
-        if self.interval is not None:
-            usage_period = RecurrenceRequest(interval=self.interval, anchor=anchor_time)
-        elif anchor_time is not None:
-            raise InvalidInput("--anchor needs --interval", field="--anchor")
         return EntitlementRequest(
             type=kind,
             feature_key=feature,
             metadata=parse_pairs(self.metadata, "--metadata"),
-            usage_period=usage_period,
+            usage_period=parse_recurrence(self.interval, self.anchor, "--interval", "--anchor"),
             is_soft_limit=True if self.soft_limit else None,
             issue_after_reset=parse_amount(self.issue_after_reset, "--issue-after-reset"),
             issue_after_reset_priority=self.priority,

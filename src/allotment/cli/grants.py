@@ -23,6 +23,7 @@ from allotment.cli.options import (
     parse_amount,
     parse_expires_in,
     parse_pairs,
+    parse_recurrence,
     parse_time,
 )
 from allotment.cli.output import (
@@ -41,7 +42,6 @@ from allotment.domain.grant_requests import (
     ExpirationRequest,
     GrantDefaults,
     GrantRequest,
-    RecurrenceRequest,
 )
 from allotment.errors import InvalidInput
 from allotment.services import entitlements, grants
@@ -135,15 +135,6 @@ def create(
     Example: allotment grants create acme ai_tokens --amount 500000 --expires-in '1 MONTH'
     """
     with plain_errors(), option_names(OPTIONS):
-        recurrence = None
-        if recurrence_interval is not None:
-            recurrence = RecurrenceRequest(
-                recurrence_interval, parse_time(recurrence_anchor, "--recurrence-anchor")
-            )
-        elif recurrence_anchor is not None:
-            raise InvalidInput(
-                "--recurrence-anchor needs --recurrence-interval", field="--recurrence-anchor"
-            )
         request = GrantRequest(
             amount=parse_amount(amount, "--amount"),
             effective_at=parse_time(effective_at, "--effective-at") or STATE.context.clock(),
@@ -151,7 +142,12 @@ def create(
             expiration=_expiration(expires_in, expiration_duration, expiration_count),
             min_rollover_amount=parse_amount(min_rollover, "--min-rollover"),
             max_rollover_amount=parse_amount(max_rollover, "--max-rollover"),
-            recurrence=recurrence,
+            recurrence=parse_recurrence(
+                recurrence_interval,
+                recurrence_anchor,
+                "--recurrence-interval",
+                "--recurrence-anchor",
+            ),
             metadata=parse_pairs(metadata, "--metadata"),
         )
         view = grants.create_grant(

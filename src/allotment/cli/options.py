@@ -17,7 +17,7 @@ from typing import Annotated, overload
 
 import typer
 
-from allotment.domain.grant_requests import ExpirationRequest
+from allotment.domain.grant_requests import ExpirationRequest, RecurrenceRequest
 from allotment.errors import AllotmentError, FieldError, InvalidInput
 from allotment.services import customers
 from allotment.services.context import ServiceContext
@@ -112,6 +112,19 @@ def parse_expires_in(text: str, option: str) -> ExpirationRequest:
     if unit.endswith("S") and len(unit) > 1:
         unit = unit[:-1]
     return ExpirationRequest(duration=unit, count=int(match.group(1)))
+
+
+def parse_recurrence(
+    interval: str | None, anchor: str | None, interval_option: str, anchor_option: str
+) -> RecurrenceRequest | None:
+    """An interval with an optional anchor time; an anchor without an interval is refused
+    rather than dropped."""
+    anchor_time = parse_time(anchor, anchor_option)
+    if interval is not None:
+        return RecurrenceRequest(interval=interval, anchor=anchor_time)
+    if anchor_time is not None:
+        raise InvalidInput(f"{anchor_option} needs {interval_option}", field=anchor_option)
+    return None
 
 
 def customer_ids(context: ServiceContext, customer: str | None) -> list[str]:
