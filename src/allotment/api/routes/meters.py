@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -22,10 +22,12 @@ from allotment.api.schemas.meters import (
     query_result_to_wire,
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
+from allotment.domain.listing import SortOrder
 from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
+from allotment.services.meters import MeterOrder
 
 router = APIRouter(tags=["meters"], dependencies=[Depends(reject_nul_in_body)])
 
@@ -44,16 +46,14 @@ def list_meters(
     context: Context,
     page: PageNumber = None,
     page_size: PageSize = None,
-    order: Literal["ASC", "DESC"] = "ASC",
-    order_by: Annotated[
-        Literal["key", "name", "aggregation", "createdAt", "updatedAt"], Query(alias="orderBy")
-    ] = "key",
+    order: SortOrder = SortOrder.ASC,
+    order_by: Annotated[MeterOrder, Query(alias="orderBy")] = "key",
     include_deleted: Annotated[bool, Query(alias="includeDeleted")] = False,
 ) -> list[MeterResource]:
     meters = meters_service.list_meters(
         context,
         order_by=order_by,
-        descending=order == "DESC",
+        descending=order is SortOrder.DESC,
         include_deleted=include_deleted,
         page=page,
         page_size=page_size,
