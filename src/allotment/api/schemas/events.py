@@ -8,9 +8,7 @@ batch at once and reports each problem by its place (`[3].subject`).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn, NotRequired
 
 import orjson
@@ -227,22 +225,6 @@ def _raise(errors: list[FieldError]) -> NoReturn:
 
 # ---------------------------------------------------------------------------------------------
 # Output
-
-
-_INTEGER_MAX = 2**63 - 1
-_DOUBLE_MAX = sys.float_info.max
-
-
-def json_number(value: Decimal) -> int | float:
-    """A JSON number: integral values exactly (within 64 bits), others as the nearest double;
-    beyond a double's range it saturates at the largest double rather than becoming Infinity,
-    which JSON cannot carry."""
-    if value == value.to_integral_value() and -_INTEGER_MAX <= value <= _INTEGER_MAX:
-        return int(value)
-    number = float(value)
-    if number - number != 0.0:
-        return _DOUBLE_MAX if value > 0 else -_DOUBLE_MAX
-    return number
 
 
 def dumps(body: Any) -> bytes:

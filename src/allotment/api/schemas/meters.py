@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.api.schemas.events import json_number
 from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     DESCRIPTION_LENGTH_MAX,
@@ -157,6 +158,22 @@ class MeterQueryResultResource(WireModel):
     data: list[MeterQueryRowResource]
 
 
+_INTEGER_MAX = 2**63 - 1
+_DOUBLE_MAX = sys.float_info.max
+
+
+def _json_number(value: Decimal) -> int | float:
+    """A JSON number: integral values exactly (within 64 bits), others as the nearest double;
+    beyond a double's range it saturates at the largest double rather than becoming Infinity,
+    which JSON cannot carry."""
+    if value == value.to_integral_value() and -_INTEGER_MAX <= value <= _INTEGER_MAX:
+        return int(value)
+    number = float(value)
+    if number - number != 0.0:
+        return _DOUBLE_MAX if value > 0 else -_DOUBLE_MAX
+    return number
+
+
 def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
     """The JSON body, built directly (a query can return many rows): `from`, `to` and
     `windowSize` echo the request; `subject` is null unless rows are grouped by subject."""
@@ -171,7 +188,7 @@ def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
     data = []
     for row in result.rows:
         wire: dict[str, Any] = {
-            "value": json_number(row.value),
+            "value": _json_number(row.value),
             "windowStart": rfc3339(row.window_start),
             "windowEnd": rfc3339(row.window_end),
             "subject": row.subject,
