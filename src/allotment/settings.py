@@ -13,5 +13,6 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8888
-    # Connection pool size per worker on PostgreSQL; SQLite uses one connection per thread.
+    # PostgreSQL connections each process keeps open (as many again may open under load);
+    # a SQLite file keeps SQLAlchemy's default pool whatever this says.
     pool_size: int = 10
