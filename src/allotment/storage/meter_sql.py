@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -41,10 +41,8 @@ from sqlalchemy import (
     select,
     true,
     type_coerce,
-    values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
-from sqlalchemy.sql.expression import column
 from sqlalchemy.types import UserDefinedType
 
 from allotment.domain.group_filters import NEGATIVE, StringFilter
@@ -143,6 +141,12 @@ class MeterDialect:
         """`value` compared by code point, whatever the database's default collation."""
         return value
 
+    def ranges(self, bounds: Sequence[tuple[int, int]]) -> Subquery:
+        """`bounds` (microseconds) as a table `(range_index, range_start, range_end)`, indexed
+        from 0 and read from one bound parameter: the statement keeps one shape, hence one
+        cached compilation, whatever the number of ranges (rows of VALUES are never cached)."""
+        raise NotImplementedError
+
     def counted(self, meter: Meter) -> ColumnElement[Any]:
         """What the aggregate reads per event: the number, the unique key, or 1 for COUNT."""
         path = meter.value_path
@@ -238,6 +242,18 @@ class _Postgres(MeterDialect):
         )
         return cast(extract("epoch", local_start - offset_before) * 1_000_000, BigInteger)
 
+    def ranges(self, bounds: Sequence[tuple[int, int]]) -> Subquery:
+        starts = literal([start for start, _ in bounds], ARRAY(BigInteger))
+        ends = literal([end for _, end in bounds], ARRAY(BigInteger))
+        table = (
+            func.unnest(starts, ends)
+            .table_valued("range_start", "range_end", with_ordinality="range_number")
+            .render_derived()
+        )
+        return select(
+            (table.c.range_number - 1).label("range_index"), table.c.range_start, table.c.range_end
+        ).subquery("ranges")
+
     def latest(
         self, value: ColumnElement[Any], time: ColumnElement[Any], seq: ColumnElement[Any]
     ) -> ColumnElement[Any]:
@@ -285,6 +301,14 @@ class _Sqlite(MeterDialect):
         return func.allotment_window_start(
             _event_time, literal(size.value, Text), literal(zone, Text), type_=BigInteger
         )
+
+    def ranges(self, bounds: Sequence[tuple[int, int]]) -> Subquery:
+        pairs = func.json_each(literal(json.dumps(bounds), Text)).table_valued("key", "value")
+        return select(
+            pairs.c.key.label("range_index"),
+            func.json_extract(pairs.c.value, "$[0]", type_=BigInteger).label("range_start"),
+            func.json_extract(pairs.c.value, "$[1]", type_=BigInteger).label("range_end"),
+        ).subquery("ranges")
 
     def latest(
         self, value: ColumnElement[Any], time: ColumnElement[Any], seq: ColumnElement[Any]
@@ -409,23 +433,10 @@ def usage_in_ranges(
     ranges: Sequence[tuple[datetime, datetime]],
 ) -> Select[Any]:
     """One row `(range_index, value)` per range `[start, end)` that holds countable events."""
-    table = (
-        values(
-            column("range_index", Integer),
-            column("range_start", BigInteger),
-            column("range_end", BigInteger),
-            name="ranges",
-        )
-        .data([(i, to_micros(start), to_micros(end)) for i, (start, end) in enumerate(ranges)])
-        .cte("ranges")
-    )
-    # The ranges' hull bounds the scan; the join puts each event in its ranges.
-    bounded = replace(
-        scope,
-        from_time=min(start for start, _ in ranges),
-        to_time=max(end for _, end in ranges),
-    )
-    counted = counted_events(meter, dialect, bounded)
+    table = dialect.ranges([(to_micros(start), to_micros(end)) for start, end in ranges])
+    # The join's bounds reach the events index, so each range reads only its own events. No
+    # bound on the ranges' hull: SQLite would seek by it instead, reading the hull per range.
+    counted = counted_events(meter, dialect, scope)
     value = dialect.aggregate(meter.aggregation, counted.c.value, counted.c.time, counted.c.seq)
     return (
         select(table.c.range_index, value.label("value"))
