@@ -160,7 +160,7 @@ def get_entitlement(
     with context.database.unit_of_work() as uow:
         customer = require_owner(uow, owner)
         entitlement = resolve_entitlement(uow, customer, id_or_feature_key)
-        return _views(uow, [entitlement], now)[0]
+        return _views(uow, [entitlement], now, owner=customer)[0]
 
 
 def get_entitlement_by_id(context: ServiceContext, entitlement_id: str) -> EntitlementView:
@@ -194,7 +194,7 @@ def list_owner_entitlements(
         items, total = uow.entitlements.search(
             filters, order_by=order_by, order=order, window=window
         )
-        return ListResult(items=_views(uow, items, now), total_count=total)
+        return ListResult(items=_views(uow, items, now, owner=customer), total_count=total)
 
 
 def list_entitlements(
@@ -276,19 +276,21 @@ def _initial_grants(
 
 
 def _views(
-    uow: UnitOfWork, entitlements: Sequence[Entitlement], now: datetime
+    uow: UnitOfWork,
+    entitlements: Sequence[Entitlement],
+    now: datetime,
+    *,
+    owner: Customer | None = None,
 ) -> list[EntitlementView]:
-    """Views of several entitlements with one query for resets and one for owners."""
+    """Views of several entitlements with one query for resets and one for their owners, or
+    none for owners when the caller already holds the one `owner` they all belong to."""
     resets = uow.entitlements.resets_of([e.id for e in entitlements if e.is_metered])
-    owners = uow.entitlements.owner_keys([e.customer_id for e in entitlements])
+    owners = (
+        {owner.id: owner_keys(owner)}
+        if owner is not None
+        else uow.entitlements.owner_keys([e.customer_id for e in entitlements])
+    )
     return [_view(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements]
-
-
-def view_for(
-    entitlement: Entitlement, customer: Customer, resets: Sequence[ManualReset], now: datetime
-) -> EntitlementView:
-    """The view of an entitlement whose owner and resets the caller already holds."""
-    return _view(entitlement, owner_keys(customer), resets, now)
 
 
 def _view(
