@@ -5,9 +5,9 @@ paths name a subject (`{subjectIdOrKey}`), which maps to the customer whose key 
 hold it. Creating an entitlement for a subject that has no customer yet creates one on the fly
 (key = name = the subject key), as OpenMeter does; reads never create anything.
 
-`{entitlementIdOrFeatureKey}` is tried as an entitlement id of that customer first, then as a
-feature key: for a read at time t the entitlement active at t (so a deleted entitlement still
-answers for earlier times), for a write the live one.
+`{entitlementIdOrFeatureKey}` shaped like a ULID is an entitlement id of that customer (no
+feature key has that shape); anything else is a feature key: for a read at time t the entitlement
+active at t (so a deleted entitlement still answers for earlier times), for a write the live one.
 """
 
 from __future__ import annotations
@@ -101,14 +101,13 @@ def _subject_key(uow: UnitOfWork, owner: SubjectOwner) -> str:
 def find_entitlement(
     uow: UnitOfWork, customer: Customer, id_or_feature_key: str, *, at: datetime | None
 ) -> Entitlement | None:
-    """The customer's entitlement with this id, else the one for this feature key: active at
+    """The customer's entitlement with this id, or the one for this feature key: active at
     `at` for reads, the live (not deleted) one for writes (`at=None`)."""
     if not is_storable_text(id_or_feature_key):
         return None
     if is_ulid(id_or_feature_key):
         by_id = uow.entitlements.get(id_or_feature_key)
-        if by_id is not None and by_id.customer_id == customer.id:
-            return by_id
+        return by_id if by_id is not None and by_id.customer_id == customer.id else None
     if at is None:
         return uow.entitlements.live_for_customer_feature(customer.id, id_or_feature_key)
     return uow.entitlements.for_customer_feature_at(customer.id, id_or_feature_key, at)
