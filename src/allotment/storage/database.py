@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -37,10 +37,6 @@ class Database:
         """One transaction. `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE),
         so two writers queue instead of failing when a read transaction tries to upgrade."""
         return UnitOfWork(self.engine, write=write)
-
-    def ping(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

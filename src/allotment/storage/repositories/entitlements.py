@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from allotment.domain.entitlements import (
@@ -153,18 +153,6 @@ class EntitlementRepository(Repository):
             .order_by(entitlements.c.feature_key, entitlements.c.created_at)
         )
         return [e for e in map(_to_entitlement, rows) if e.active_at(at)]
-
-    def count_live_for_customer(self, customer_id: str) -> int:
-        return int(
-            self.connection.execute(
-                select(func.count())
-                .select_from(entitlements)
-                .where(
-                    entitlements.c.customer_id == customer_id,
-                    entitlements.c.deleted_at.is_(None),
-                )
-            ).scalar_one()
-        )
 
     def end(self, entitlement_id: str, at: datetime) -> None:
         """Delete (end) an entitlement at `at`; the row stays for history."""

@@ -77,20 +77,6 @@ class GrantRepository(Repository):
         row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()
         return None if row is None else _to_grant(row)
 
-    def for_entitlement(
-        self, entitlement_id: str, *, include_deleted: bool = True
-    ) -> list[GrantRecord]:
-        """Every grant of an entitlement, voided ones included (they still count before their
-        void), in creation order."""
-        query = (
-            select(grants)
-            .where(grants.c.entitlement_id == entitlement_id)
-            .order_by(grants.c.created_at, grants.c.id)
-        )
-        if not include_deleted:
-            query = query.where(grants.c.deleted_at.is_(None))
-        return [_to_grant(row) for row in self.connection.execute(query)]
-
     def for_entitlements(self, entitlement_ids: Sequence[str]) -> dict[str, list[GrantRecord]]:
         """Grants of several entitlements in one query, keyed by entitlement id."""
         result: dict[str, list[GrantRecord]] = {e: [] for e in entitlement_ids}
