@@ -96,13 +96,13 @@ class MeterRepository(Repository):
         meter = self.get(id_or_slug)
         if meter is not None:
             return meter
-        meter = self.get_live_by_slug(id_or_slug)
-        if meter is not None:
-            return meter
+        # NULL (live) first on both databases, then the latest deleted.
         row = self.connection.execute(
             select(meters)
             .where(meters.c.slug == id_or_slug)
-            .order_by(meters.c.deleted_at.desc(), meters.c.id.desc())
+            .order_by(
+                meters.c.deleted_at.is_not(None), meters.c.deleted_at.desc(), meters.c.id.desc()
+            )
             .limit(1)
         ).first()
         return None if row is None else _to_meter(row)
