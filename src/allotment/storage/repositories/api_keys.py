@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from allotment.domain.api_keys import ApiKey, Scope
 from allotment.storage.repositories.base import Repository
@@ -50,7 +50,8 @@ class ApiKeyRepository(Repository):
         return [_to_key(row) for row in self.connection.execute(query)]
 
     def count_active(self) -> int:
-        return len(self.list_all())
+        query = select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+        return int(self.connection.execute(query).scalar_one())
 
     def find(self, id_or_prefix: str) -> list[ApiKey]:
         query = select(api_keys).where(
