@@ -50,7 +50,7 @@ def test_key_or_subject_keys_are_required(context: ServiceContext) -> None:
     assert [e.field for e in raised.value.errors] == ["key", "usageAttribution.subjectKeys"]
     only_subjects = customers.create_customer(context, _details(subject_keys=("s1",)))
     assert only_subjects.key is None
-    assert customers.subject_keys_of(only_subjects) == ("s1",)
+    assert only_subjects.attribution_keys == ("s1",)
 
 
 def test_invalid_fields_are_named(context: ServiceContext) -> None:

@@ -5,7 +5,6 @@ The functions taking a `UnitOfWork` work inside the caller's transaction, for ot
 - `customer_for_subject(uow, subject_key)`: the live customer an event subject belongs to.
 - `ensure_customer_for_subject(uow, subject_key, at)`: that customer, created on the fly when the
   subject has none (v1 subject-keyed entitlement routes).
-- `subject_keys_of(customer)`: the event subjects whose usage is the customer's.
 """
 
 from __future__ import annotations
@@ -160,11 +159,6 @@ def ensure_customer_for_subject(uow: UnitOfWork, subject_key: str, at: datetime)
     uow.customers.add(customer)
     ensure_subjects(uow, customer.subject_keys, at)
     return customer
-
-
-def subject_keys_of(customer: Customer) -> tuple[str, ...]:
-    """Event subjects whose usage is the customer's: its key and its subject keys, sorted."""
-    return customer.attribution_keys
 
 
 def _check_attribution_is_free(

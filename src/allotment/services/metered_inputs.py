@@ -20,11 +20,7 @@ from allotment.domain.grants import Grant
 from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import Meter
 from allotment.errors import PreconditionFailed
-from allotment.services.customers import subject_keys_of
 from allotment.storage import UnitOfWork
-
-WINDOWS_PER_QUERY = 5_000
-"""Three parameters a window, well under PostgreSQL's 65,535 parameters a statement."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,6 @@ def metered_inputs(
     resets = uow.entitlements.resets_of(ids)
     features: dict[str, Feature] = {}
     meters: dict[str, Meter] = {}
-    subject_keys = subject_keys_of(customer)
     result: dict[str, MeteredInputs] = {}
     for entitlement in metered:
         feature = features.get(entitlement.feature_id)
@@ -71,7 +66,7 @@ def metered_inputs(
             ),
             grants=tuple(g.to_engine() for g in grants[entitlement.id]),
             meter=meter,
-            subject_keys=subject_keys,
+            subject_keys=customer.attribution_keys,
             group_filters=feature.group_by_filters,
         )
     return result
@@ -103,18 +98,14 @@ def _meter(
 def usage_in(
     uow: UnitOfWork, inputs: MeteredInputs, windows: Sequence[UsageWindow]
 ) -> dict[UsageWindow, Decimal]:
-    """The usage of every window the engine planned: one meter query, or one per
-    WINDOWS_PER_QUERY windows for a long history (a query's parameters are bounded)."""
+    """The usage of every window the engine planned, in one meter query (the windows travel as
+    one parameter, so a long history costs no extra round trips)."""
     unique = list(dict.fromkeys(windows))
-    usage: dict[UsageWindow, Decimal] = {}
-    for first in range(0, len(unique), WINDOWS_PER_QUERY):
-        batch = unique[first : first + WINDOWS_PER_QUERY]
-        values = uow.usage.usage_in_windows(
-            inputs.meter,
-            inputs.subject_keys,
-            group_filters={},
-            windows=[(w.start, w.end, w.period_start) for w in batch],
-            advanced_filters=inputs.group_filters,
-        )
-        usage.update(zip(batch, values, strict=True))
-    return usage
+    values = uow.usage.usage_in_windows(
+        inputs.meter,
+        inputs.subject_keys,
+        group_filters={},
+        windows=[(w.start, w.end, w.period_start) for w in unique],
+        advanced_filters=inputs.group_filters,
+    )
+    return dict(zip(unique, values, strict=True))
