@@ -105,6 +105,10 @@ def _clean(database: Database) -> None:
     with database.engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             connection.execute(table.delete())
+        # Rows the migrations seed, as a new database has them.
+        connection.execute(
+            text("INSERT INTO catalog_versions (name, version) VALUES ('meters', 1), ('catalog', 1)")
+        )
 
 
 @pytest.fixture

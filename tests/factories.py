@@ -187,7 +187,7 @@ def store_events(
 ) -> int:
     """Stores the events as ingest would; returns how many were new."""
     with database.unit_of_work(write=True) as uow:
-        stored = uow.events.add_many(batch, received_at)
+        stored = uow.usage_store.ingest(batch, received_at)
         uow.commit()
     return stored
 

@@ -471,17 +471,25 @@ def test_inputs_no_database_can_hold_are_refused(client: TestClient) -> None:
         assert problem_fields(subjects) == [field]
 
 
-def test_values_beyond_64_bits_and_doubles_are_still_numbers(client: TestClient) -> None:
+def test_values_beyond_64_bits_count_and_values_outside_the_usage_domain_do_not(
+    client: TestClient,
+) -> None:
     create_meter(client)
     ingest(
         client,
         ("2024-01-15T10:00:00Z", "big", {"tokens": 2**70}),
         ("2024-01-15T10:00:00Z", "huge", {"tokens": "9e999"}),
+        ("2024-01-15T10:00:00Z", "tiny", {"tokens": "1e-70"}),
     )
     values = {r["subject"]: r["value"] for r in query(client, groupBy="subject")["data"]}
-    assert values == {"big": float(2**70), "huge": 1.7976931348623157e308}
+    assert values == {"big": float(2**70)}
     listed = client.get("/api/v1/events", params={"subject": "big"}).json()
     assert listed[0]["event"]["data"] == {"tokens": 2**70}
+    assert "validationError" not in listed[0]
+    for subject, problem in (("huge", "before the decimal point"), ("tiny", "after the decimal")):
+        [item] = client.get("/api/v1/events", params={"subject": subject}).json()
+        assert problem in item["validationError"]
+        assert "at most 24 integer and 18 decimal digits" in item["validationError"]
 
 
 def test_advanced_group_by_filters_get_and_post(client: TestClient) -> None:

@@ -8,11 +8,14 @@ answers, so the rules live here once and the SQL in `storage/` is tested against
   object member, `[n]` an array element; nothing else (wildcards, filters, `..`, slices) is
   accepted, so a path means the same thing on every store.
 - **Values**: SUM, AVG, MIN, MAX and LATEST take a JSON number or a string holding a plain decimal
-  number (`"12.5"`, `"-3"`, `"1e3"`; no spaces, no `NaN`, exponents of at most three digits).
-  Anything else makes the event invalid for that meter: it is not counted, and `GET /events`
-  says why. COUNT counts every event of the type. UNIQUE_COUNT counts distinct values, where a
-  value is a string, a number (compared by numeric value: `1`, `1.0` and `"1"` are the same) or a
-  boolean; objects, arrays, null and missing values are invalid.
+  number (`"12.5"`, `"-3"`, `"1e3"`; no spaces, no `NaN`, exponents of at most three digits)
+  inside the *usage domain*: at most 24 digits before the decimal point and 18 after it
+  (`usage_number`). Every store and the credit engine hold such numbers, and any sum of them,
+  exactly; `1e-70`, `1e308` or `"1e400"` are outside it. Anything else makes the event invalid
+  for that meter: it is stored but not counted, and `GET /events` says why, so no stored event
+  can make a read fail. COUNT counts every event of the type. UNIQUE_COUNT counts distinct
+  values, where a value is a string, a number (compared by numeric value: `1`, `1.0` and `"1"`
+  are the same) or a boolean; objects, arrays, null and missing values are invalid.
 - **Group-by values**: a string as is, a number or boolean as its JSON text, null or missing as
   null (OpenMeter writes an empty string; null is kept apart from a real empty string here).
 - **Windows**: tumbling windows aligned in the query's IANA time zone. MINUTE and HOUR windows
@@ -34,6 +37,8 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo, available_timezones
+
+import orjson
 
 from allotment.domain.group_filters import StringFilter
 from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
@@ -207,12 +212,38 @@ def parse_number(value: object) -> Decimal | None:
         return None
     if isinstance(value, int):
         return Decimal(value)
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
     if isinstance(value, float):
         # repr is the shortest text that reads back as the same float: 0.1 stays 0.1.
         return Decimal(repr(value)) if value - value == 0.0 else None
     if isinstance(value, str) and _NUMERIC_STRING.fullmatch(value):
         return Decimal(value)
     return None
+
+
+USAGE_INTEGER_DIGITS_MAX: Final = 24
+USAGE_FRACTION_DIGITS_MAX: Final = 18
+_USAGE_LIMIT: Final = Decimal(10) ** USAGE_INTEGER_DIGITS_MAX
+
+
+def usage_domain_problem(number: Decimal) -> str | None:
+    """Why `number` is outside the usage domain (see the module docstring), or None."""
+    if abs(number) >= _USAGE_LIMIT:
+        return f"more than {USAGE_INTEGER_DIGITS_MAX} digits before the decimal point"
+    exponent = number.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: parse_number never returns NaN or infinity
+    if -exponent > USAGE_FRACTION_DIGITS_MAX:
+        return f"more than {USAGE_FRACTION_DIGITS_MAX} digits after the decimal point"
+    return None
+
+
+def usage_number(value: object) -> Decimal | None:
+    """A JSON value as a countable meter number: a number inside the usage domain, else None."""
+    number = parse_number(value)
+    if number is None or usage_domain_problem(number) is not None:
+        return None
+    return number
 
 
 def canonical_number_text(number: Decimal) -> str:
@@ -228,10 +259,35 @@ def unique_value_key(value: object) -> str | None:
     if isinstance(value, str):
         number = parse_number(value)
         return value if number is None else canonical_number_text(number)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         number = parse_number(value)
         return None if number is None else canonical_number_text(number)
     return None
+
+
+def group_value(value: object) -> str | None:
+    """A group-by value as roll-ups store it: a string as is, a boolean as `true`/`false`, a
+    number in plain decimal notation (`1e3` reads `1000`, `1.50` stays `1.50`), an object or
+    array as its compact JSON text, and null or a missing value as None."""
+    if value is None or value is MISSING:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def _describe(value: object) -> str:
@@ -304,10 +360,18 @@ class Meter:
                     "strings, numbers and booleans"
                 )
             return None
-        if parse_number(value) is None:
+        number = parse_number(value)
+        if number is None:
             if isinstance(value, float):
                 return f"value property {path.text!r} is not a finite number"
             return f"value property {path.text!r} is {_describe(value)}, not a number"
+        problem = usage_domain_problem(number)
+        if problem is not None:
+            return (
+                f"value property {path.text!r} is {number}, which has {problem}: usage numbers "
+                f"have at most {USAGE_INTEGER_DIGITS_MAX} integer and "
+                f"{USAGE_FRACTION_DIGITS_MAX} decimal digits"
+            )
         return None
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from allotment.services.caches import ServiceCaches
 from allotment.storage import Database
 
 
@@ -19,3 +20,4 @@ class ServiceContext:
 
     database: Database
     clock: Callable[[], datetime] = field(default=system_clock)
+    caches: ServiceCaches = field(default_factory=ServiceCaches, compare=False, repr=False)

@@ -18,12 +18,18 @@ from allotment.errors import ErrorList, InvalidInput
 from allotment.services.context import ServiceContext
 
 
-def ingest(context: ServiceContext, batch: Sequence[Event]) -> int:
+def ingest(
+    context: ServiceContext,
+    batch: Sequence[Event],
+    data_texts: Sequence[str | None] | None = None,
+) -> int:
     """Store a batch of already validated events in one transaction; returns how many were new.
 
     Duplicates (an `(source, id)` already stored, or repeated inside the batch) are skipped by
     the database's unique key, so a retried batch counts once. Events without a time get the
-    receipt time, read once for the whole batch.
+    receipt time, read once for the whole batch. The meters' roll-ups are written in the same
+    transaction, so the next read after this returns counts every event. `data_texts`: the
+    events' data as exact JSON text, when the caller has it already.
     """
     if not batch:
         raise InvalidInput("no events found: send one event or a non-empty array", field="body")
@@ -34,7 +40,9 @@ def ingest(context: ServiceContext, batch: Sequence[Event]) -> int:
     errors.raise_if_any("invalid events; nothing was stored")
     received_at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
-        stored = uow.events.add_many(batch, received_at)
+        version = uow.rollups.hold_meters_for_ingest()
+        meters = context.caches.rolled_meters(uow, version, [e.type for e in batch])
+        stored = uow.usage_store.ingest(batch, received_at, meters=meters, data_texts=data_texts)
         uow.commit()
     return stored
 

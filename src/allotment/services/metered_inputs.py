@@ -101,11 +101,10 @@ def usage_in(
     """The usage of every window the engine planned, in one meter query (the windows travel as
     one parameter, so a long history costs no extra round trips)."""
     unique = list(dict.fromkeys(windows))
-    values = uow.usage.usage_in_windows(
+    values = uow.usage_store.usage_in_windows(
         inputs.meter,
         inputs.subject_keys,
-        group_filters={},
-        windows=[(w.start, w.end, w.period_start) for w in unique],
+        [(w.start, w.end, w.period_start) for w in unique],
         advanced_filters=inputs.group_filters,
     )
     return dict(zip(unique, values, strict=True))

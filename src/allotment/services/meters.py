@@ -65,6 +65,8 @@ def create_meter(context: ServiceContext, definition: MeterDefinition) -> Meter:
         updated_at=now,
     )
     with context.database.unit_of_work(write=True) as uow:
+        # First: waits for ingests in flight, so the backfill boundary is exact.
+        uow.rollups.bump_version("meters")
         existing = uow.meters.get_live_by_slug(meter.slug)
         if existing is not None:
             raise Conflict(
@@ -73,6 +75,8 @@ def create_meter(context: ServiceContext, definition: MeterDefinition) -> Meter:
                 conflicting_entity_id=existing.id,
             )
         uow.meters.add(meter)
+        uow.rollups.start(meter)
+        uow.rollups.bump_version("catalog")
         uow.commit()
     return meter
 
@@ -120,6 +124,7 @@ def update_meter(
     clears them. A group-by key that a live feature filters on cannot be dropped (409)."""
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        uow.rollups.bump_version("meters")
         meter = _find_live(uow, id_or_slug)
         check_update(
             ErrorList(),
@@ -145,6 +150,10 @@ def update_meter(
             updated_at=now,
         )
         uow.meters.update(updated)
+        if dict(updated.group_by) != dict(meter.group_by):
+            # Roll-ups are kept per group-by value: a new generation, backfilled from scratch.
+            uow.rollups.start(updated)
+        uow.rollups.bump_version("catalog")
         uow.commit()
     return updated
 
@@ -154,6 +163,7 @@ def delete_meter(context: ServiceContext, id_or_slug: str) -> None:
     Deleting a deleted meter does nothing; a meter a live feature reads cannot be deleted."""
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        uow.rollups.bump_version("meters")
         meter = _find(uow, id_or_slug)
         if meter.is_deleted:
             return
@@ -163,6 +173,7 @@ def delete_meter(context: ServiceContext, id_or_slug: str) -> None:
                 field="meterIdOrSlug",
             )
         uow.meters.delete(meter.id, now)
+        uow.rollups.bump_version("catalog")
         uow.commit()
 
 
@@ -180,7 +191,7 @@ def query_meter(context: ServiceContext, id_or_slug: str, query: MeterQuery) -> 
                 raise NotFound(
                     f"customer not found: {', '.join(missing)}", field="filterCustomerId"
                 )
-        buckets = uow.meters.aggregate(meter, query, grouping, customer_subjects)
+        buckets = uow.usage_store.aggregate(meter, query, grouping, customer_subjects)
     zone = query.zone
     rows = []
     for bucket in buckets:
@@ -221,7 +232,7 @@ def list_meter_subjects(
     _check_range(from_time, to_time)
     with context.database.unit_of_work() as uow:
         meter = _find(uow, id_or_slug)
-        return uow.meters.subjects(meter, from_time, to_time)
+        return uow.usage_store.subjects(meter, from_time, to_time)
 
 
 def list_group_by_values(
@@ -239,10 +250,10 @@ def list_group_by_values(
     with context.database.unit_of_work() as uow:
         meter = _find(uow, id_or_slug)
         if key == SUBJECT_GROUP:
-            return uow.meters.subjects(meter, from_time, to_time)
+            return uow.usage_store.subjects(meter, from_time, to_time)
         if key not in meter.group_by:
             raise InvalidInput(
                 f"invalid group by: {key!r} is not a group-by key of meter {meter.slug}",
                 field="groupByKey",
             )
-        return uow.meters.group_values(meter, key, from_time, to_time)
+        return uow.usage_store.group_values(meter, key, from_time, to_time)

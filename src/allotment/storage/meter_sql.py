@@ -48,6 +48,8 @@ from sqlalchemy.types import UserDefinedType
 from allotment.domain.group_filters import NEGATIVE, StringFilter
 from allotment.domain.meters import (
     NUMERIC_STRING_PATTERN,
+    USAGE_FRACTION_DIGITS_MAX,
+    USAGE_INTEGER_DIGITS_MAX,
     Aggregation,
     JsonPath,
     Meter,
@@ -97,13 +99,21 @@ class MeterDialect:
     def number(self, path: JsonPath) -> ColumnElement[Any]:
         raise NotImplementedError
 
+    def positive(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value`, or 0 when it is negative (what an entitlement counts of a SUM)."""
+        raise NotImplementedError
+
     def unique_key(self, path: JsonPath) -> ColumnElement[Any]:
         raise NotImplementedError
 
     def group_value(self, path: JsonPath) -> ColumnElement[Any]:
         raise NotImplementedError
 
-    def window_start(self, size: WindowSize, zone: str) -> ColumnElement[Any]:
+    def window_start(
+        self, size: WindowSize, zone: str, time: ColumnElement[Any] = _event_time
+    ) -> ColumnElement[Any]:
+        """The start (µs) of the window holding the instant `time` (µs; an event's time by
+        default, a roll-up bucket's start for roll-ups)."""
         raise NotImplementedError
 
     def aggregate(
@@ -147,13 +157,16 @@ class MeterDialect:
         cached compilation, whatever the number of ranges (rows of VALUES are never cached)."""
         raise NotImplementedError
 
-    def counted(self, meter: Meter) -> ColumnElement[Any]:
-        """What the aggregate reads per event: the number, the unique key, or 1 for COUNT."""
+    def counted(self, meter: Meter, *, positive: bool = False) -> ColumnElement[Any]:
+        """What the aggregate reads per event: the number, the unique key, or 1 for COUNT;
+        with `positive`, a SUM reads negative numbers as 0 (entitlement usage)."""
         path = meter.value_path
         if meter.aggregation is Aggregation.COUNT or path is None:
             return literal(1, Integer)
         if meter.aggregation is Aggregation.UNIQUE_COUNT:
             return self.unique_key(path)
+        if positive and meter.aggregation is Aggregation.SUM:
+            return self.positive(self.number(path))
         return self.number(path)
 
 
@@ -181,14 +194,28 @@ class _Postgres(MeterDialect):
     def number(self, path: JsonPath) -> ColumnElement[Any]:
         kind = func.jsonb_typeof(self._json(path))
         text = self._text(path)
+        number = cast(text, Numeric)
+        # The usage domain (domain/meters.py): fewer than 24 integer digits, at most 18
+        # fractional ones once trailing zeros go.
+        in_domain = and_(
+            func.abs(number) < literal_column(f"1e{USAGE_INTEGER_DIGITS_MAX}::numeric"),
+            func.min_scale(number) <= USAGE_FRACTION_DIGITS_MAX,
+        )
         return case(
-            (kind == "number", cast(text, Numeric)),
+            (and_(kind == "number", in_domain), number),
             (
-                and_(kind == "string", text.op("~")(literal(NUMERIC_STRING_PATTERN, Text))),
-                cast(text, Numeric),
+                and_(
+                    kind == "string",
+                    text.op("~")(literal(NUMERIC_STRING_PATTERN, Text)),
+                    in_domain,
+                ),
+                number,
             ),
             else_=literal(None, Numeric),
         )
+
+    def positive(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.greatest(value, literal(0, Numeric))
 
     def unique_key(self, path: JsonPath) -> ColumnElement[Any]:
         kind = func.jsonb_typeof(self._json(path))
@@ -215,12 +242,14 @@ class _Postgres(MeterDialect):
     def code_point_order(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
         return value.collate("C")
 
-    def window_start(self, size: WindowSize, zone: str) -> ColumnElement[Any]:
+    def window_start(
+        self, size: WindowSize, zone: str, time: ColumnElement[Any] = _event_time
+    ) -> ColumnElement[Any]:
         if zone == "UTC" and size in _UNITS_MICROSECONDS:
             unit = _UNITS_MICROSECONDS[size]
-            return _event_time - ((_event_time % unit) + unit) % unit
+            return time - ((time % unit) + unit) % unit
         zone_literal = literal(zone, Text)
-        instant = func.to_timestamp(_event_time / 1_000_000.0)
+        instant = func.to_timestamp(time / 1_000_000.0)
         local = func.timezone(zone_literal, instant)
         if size is WindowSize.MINUTE or size is WindowSize.HOUR:
             # Fixed-length windows on the local clock's marks: shift by the instant's own offset,
@@ -230,7 +259,7 @@ class _Postgres(MeterDialect):
                 extract("epoch", local - func.timezone(literal("UTC", Text), instant)) * 1_000_000,
                 BigInteger,
             )
-            return _event_time - (((_event_time + offset) % unit) + unit) % unit
+            return time - (((time + offset) % unit) + unit) % unit
         # Local midnight of the day (or month), as the earliest instant with that local date:
         # `AT TIME ZONE` would pick the later of two repeated midnights, so take the offset in
         # force just before it instead.
@@ -277,6 +306,9 @@ class _Sqlite(MeterDialect):
     def number(self, path: JsonPath) -> ColumnElement[Any]:
         return func.allotment_number(self._json_text(path), type_=Text)
 
+    def positive(self, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.allotment_positive(value, type_=Text)
+
     def unique_key(self, path: JsonPath) -> ColumnElement[Any]:
         return func.allotment_unique_key(self._json_text(path), type_=Text)
 
@@ -297,9 +329,11 @@ class _Sqlite(MeterDialect):
         # SQLite's LIKE ignores ASCII case and has no escape by default: use the domain's rule.
         return func.allotment_like(value, literal(pattern, Text), literal(ignore_case)) == 1
 
-    def window_start(self, size: WindowSize, zone: str) -> ColumnElement[Any]:
+    def window_start(
+        self, size: WindowSize, zone: str, time: ColumnElement[Any] = _event_time
+    ) -> ColumnElement[Any]:
         return func.allotment_window_start(
-            _event_time, literal(size.value, Text), literal(zone, Text), type_=BigInteger
+            time, literal(size.value, Text), literal(zone, Text), type_=BigInteger
         )
 
     def ranges(self, bounds: Sequence[tuple[int, int]]) -> Subquery:
@@ -354,14 +388,14 @@ class EventScope:
     """Meter group-by key -> filter its value must pass."""
 
 
-def _filter_condition(
+def filter_condition(
     dialect: MeterDialect, value: ColumnElement[Any], condition: StringFilter
 ) -> ColumnElement[bool]:
     """`condition` in SQL, matching what `StringFilter.matches` says (a missing value passes
     the negative operators only)."""
     operator, operand = condition.operator, condition.operand
     if operator in ("$and", "$or"):
-        parts = [_filter_condition(dialect, value, f) for f in operand]  # type: ignore[arg-type]
+        parts = [filter_condition(dialect, value, f) for f in operand]  # type: ignore[arg-type]
         return and_(*parts) if operator == "$and" else or_(*parts)
     chosen: ColumnElement[Any]
     if operator in ("$in", "$nin"):
@@ -406,7 +440,7 @@ def scoped_events(
         conditions.append(dialect.group_value(group_paths[key]).in_(list(accepted)))
     for key, condition in (scope.advanced_filters or {}).items():
         value = dialect.group_value(group_paths[key])
-        conditions.append(_filter_condition(dialect, value, condition))
+        conditions.append(filter_condition(dialect, value, condition))
     return select(*columns).where(*conditions)
 
 
@@ -415,10 +449,12 @@ def counted_events(
     dialect: MeterDialect,
     scope: EventScope,
     extra_columns: Sequence[ColumnElement[Any]] = (),
+    *,
+    positive: bool = False,
 ) -> Subquery:
     """The meter's countable events: `value`, `time`, `seq`, plus `extra_columns` (labelled)."""
     columns = [
-        dialect.counted(meter).label("value"),
+        dialect.counted(meter, positive=positive).label("value"),
         _event_time.label("time"),
         _event_seq.label("seq"),
         *extra_columns,
@@ -436,7 +472,7 @@ def usage_in_ranges(
     table = dialect.ranges([(to_micros(start), to_micros(end)) for start, end in ranges])
     # The join's bounds reach the events index, so each range reads only its own events. No
     # bound on the ranges' hull: SQLite would seek by it instead, reading the hull per range.
-    counted = counted_events(meter, dialect, scope)
+    counted = counted_events(meter, dialect, scope, positive=True)
     value = dialect.aggregate(meter.aggregation, counted.c.value, counted.c.time, counted.c.seq)
     return (
         select(table.c.range_index, value.label("value"))

@@ -20,9 +20,9 @@ import orjson
 from allotment.domain.group_filters import like_regex
 from allotment.domain.meters import (
     WindowSize,
-    parse_number,
     resolve_time_zone,
     unique_value_key,
+    usage_number,
     window_end,
     window_start,
 )
@@ -44,14 +44,22 @@ def _json_scalar(json_text: str) -> object:
 
 
 def meter_number(json_text: str | None) -> str | None:
-    """`allotment_number(data -> path)`: the value as exact decimal text, or NULL if invalid."""
+    """`allotment_number(data -> path)`: the value as exact decimal text, or NULL when it is
+    not a number inside the usage domain."""
     if json_text is None:
         return None
     value = _json_scalar(json_text)
-    if isinstance(value, Decimal):
-        return json_text
-    number = parse_number(value)
-    return None if number is None else str(number)
+    number = usage_number(value)
+    if number is None:
+        return None
+    return json_text if isinstance(value, Decimal) else str(number)
+
+
+def positive(value: str | None) -> str | None:
+    """`allotment_positive(number)`: the decimal text, or '0' when it is negative."""
+    if value is None:
+        return None
+    return "0" if value.startswith("-") and Decimal(value) < 0 else value
 
 
 def unique_key(json_text: str | None) -> str | None:
@@ -91,6 +99,29 @@ def window_start_micros(micros: int | None, size: str, zone_name: str) -> int | 
     if start.astimezone(zone).utcoffset() == last_instant.astimezone(zone).utcoffset():
         _last_windows[key] = (start_micros, (end - _EPOCH) // _ONE_MICROSECOND)
     return start_micros
+
+
+def add(left: str | None, right: str | None) -> str | None:
+    """`allotment_add(a, b)`: the exact sum of two decimal texts; NULL counts as nothing."""
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return format(_EXACT.add(Decimal(left), Decimal(right)), "f")
+
+
+def least(left: str | None, right: str | None) -> str | None:
+    """`allotment_least(a, b)`: the smaller of two decimal texts, ignoring NULL."""
+    if left is None or right is None:
+        return right if left is None else left
+    return left if Decimal(left) <= Decimal(right) else right
+
+
+def greatest(left: str | None, right: str | None) -> str | None:
+    """`allotment_greatest(a, b)`: the greater of two decimal texts, ignoring NULL."""
+    if left is None or right is None:
+        return right if left is None else left
+    return left if Decimal(left) >= Decimal(right) else right
 
 
 def like(value: str | None, pattern: str, ignore_case: int) -> int | None:
@@ -176,8 +207,12 @@ class _Latest:
 def register(connection: sqlite3.Connection) -> None:
     """Called by the engine's connect hook for every new SQLite connection."""
     connection.create_function("allotment_number", 1, meter_number, deterministic=True)
+    connection.create_function("allotment_positive", 1, positive, deterministic=True)
     connection.create_function("allotment_unique_key", 1, unique_key, deterministic=True)
     connection.create_function("allotment_like", 3, like, deterministic=True)
+    connection.create_function("allotment_add", 2, add, deterministic=True)
+    connection.create_function("allotment_least", 2, least, deterministic=True)
+    connection.create_function("allotment_greatest", 2, greatest, deterministic=True)
     connection.create_function("allotment_window_start", 3, window_start_micros, deterministic=True)
     # typeshed describes aggregates with integer steps only; these take text and integers.
     aggregates: list[tuple[str, int, Any]] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -62,7 +64,8 @@ api_keys = Table(
 events = Table(
     "events",
     metadata,
-    # Ingest order; later work folds roll-ups forward from a watermark on this column.
+    # Arrival order: it breaks ties between events of the same time (LATEST) and tells a meter's
+    # backfill which events it must read itself (`meter_rollups`).
     Column("seq", BigIntegerKey, primary_key=True, autoincrement=True),
     Column("id", String(256), nullable=False),
     Column("source", String(256), nullable=False),
@@ -75,7 +78,8 @@ events = Table(
     Column("data", JsonDocument),
     Column("ingested_at", UtcTimestamp, nullable=False),
     UniqueConstraint("source", "id"),
-    Index(None, "type", "subject", "time"),
+    # No (type, subject, time) index: reads of a subject's usage go to the roll-ups, and that
+    # index, written at random places, cost more than the rest of an insert.
     Index(None, "type", "time"),
     Index(None, "time"),
     Index(None, "ingested_at"),
@@ -135,6 +139,9 @@ customers = Table(
     Column("created_at", UtcTimestamp, nullable=False),
     Column("updated_at", UtcTimestamp, nullable=False),
     Column("deleted_at", UtcTimestamp),
+    # Bumped by every write to the customer's entitlements, grants and resets: cached
+    # definitions of its entitlements are checked against it on every read.
+    Column("revision", BigInteger, nullable=False, server_default=text("0")),
     Index("uq_customers_live_key", "key", unique=True, **_live("deleted_at")),
 )
 
@@ -237,4 +244,108 @@ grants = Table(
     Column("deleted_at", UtcTimestamp),
     CheckConstraint("priority >= 0 AND priority <= 255", name="priority"),
     Index(None, "entitlement_id"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage roll-ups (rules in domain/rollups.py; how they are kept in storage/rollups.py)
+
+# Version stamps caches compare against, one row per kind of definition: "meters" (every meter
+# write; ingest holds this row FOR SHARE so a meter change waits for ingests in flight) and
+# "catalog" (features, customers and their subjects).
+catalog_versions = Table(
+    "catalog_versions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+# How far each live meter's roll-ups reach: events with seq <= backfill_until_seq were stored
+# before the meter (or its current group-by) existed and are read by the backfill, which has
+# done those below backfill_next_seq; every later event is rolled up by the ingest that stores
+# it. The roll-ups are complete once backfill_next_seq > backfill_until_seq.
+meter_rollups = Table(
+    "meter_rollups",
+    metadata,
+    Column("meter_id", ULID, ForeignKey("meters.id"), primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("backfill_until_seq", BigInteger, nullable=False),
+    Column("backfill_next_seq", BigInteger, nullable=False),
+)
+
+# One meter's events of one subject with one combination of group-by values. A group-by change
+# starts a new generation; older generations are removed by maintenance.
+usage_series = Table(
+    "usage_series",
+    metadata,
+    Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
+    Column("meter_id", ULID, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("subject", String(256), nullable=False),
+    # sha256 of group_values' canonical text: a fixed-size key, whatever the values' length.
+    Column("group_digest", String(64), nullable=False),
+    Column("group_values", JsonDocument, nullable=False),
+    UniqueConstraint("meter_id", "generation", "subject", "group_digest"),
+)
+
+_AGGREGATE_COLUMNS = (
+    ("count", BigInteger, False),
+    ("first_time", BigInteger, False),
+    ("last_time", BigInteger, False),
+    ("last_seq", BigInteger, False),
+    ("total", Amount, True),
+    ("negative_total", Amount, True),
+    ("minimum", Amount, True),
+    ("maximum", Amount, True),
+    ("last_value", Amount, True),
+)
+
+
+def _aggregate_columns() -> list[Column[Any]]:
+    return [Column(name, kind, nullable=nullable) for name, kind, nullable in _AGGREGATE_COLUMNS]
+
+
+# A series' usage per bucket (level 0 minute, 1 hour, 2 day; bucket = its UTC start in µs).
+usage_rollups = Table(
+    "usage_rollups",
+    metadata,
+    Column("series_id", BigInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    *_aggregate_columns(),
+    sqlite_with_rowid=False,
+)
+
+# Usage written by ingest and not yet folded into usage_rollups: minute partials, appended
+# without conflicts (concurrent ingests never wait on each other) and read together with the
+# roll-ups. Maintenance deletes them and adds them to the roll-ups in one transaction.
+usage_deltas = Table(
+    "usage_deltas",
+    metadata,
+    Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
+    Column("series_id", BigInteger, nullable=False),
+    Column("minute", BigInteger, nullable=False),
+    *_aggregate_columns(),
+    Index(None, "series_id", "minute"),
+)
+
+# UNIQUE_COUNT: the set of distinct values of each bucket, written by ingest at every level.
+usage_distinct = Table(
+    "usage_distinct",
+    metadata,
+    Column("series_id", BigInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("value_key", String(256), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+# Saved engine states of metered entitlements (domain/snapshots.py has the rules).
+balance_checkpoints = Table(
+    "balance_checkpoints",
+    metadata,
+    Column("entitlement_id", ULID, primary_key=True),
+    Column("at", UtcTimestamp, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False),
 )

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.meters import MeterRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.usage import UsageRepository
+    from allotment.storage.rollups import RollupRepository
+    from allotment.storage.usage_store import UsageStore
 
 
 class UnitOfWork:
@@ -94,6 +96,16 @@ class UnitOfWork:
         from allotment.storage.repositories.usage import UsageRepository
 
         return UsageRepository(self.connection)
+
+    @cached_property
+    def usage_store(self) -> UsageStore:
+        from allotment.storage.usage_store import UsageStore
+
+        return UsageStore(self.connection)
+
+    @cached_property
+    def rollups(self) -> RollupRepository:
+        return self.usage_store.rollups
 
     @cached_property
     def subjects(self) -> SubjectRepository:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Dialect,
-    String,
-    Text,
-    bindparam,
-    cast,
     func,
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 
+from allotment import json_exact
 from allotment.domain.events import Event, EventFilter, StoredEvent
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import customer_subjects, customers, events
@@ -34,6 +25,7 @@ _ingested_at = type_coerce(events.c.ingested_at, BigInteger)
 
 
 _INSERT_COLUMNS = (
+    "seq",
     "id",
     "source",
     "specversion",
@@ -45,51 +37,29 @@ _INSERT_COLUMNS = (
     "data",
     "ingested_at",
 )
+_COLUMNS_TEXT = ", ".join(_INSERT_COLUMNS)
+
+# SQLite: the unit holds the write lock, so seq values are handed out here, above the largest
+# stored one; which of them exist afterwards says exactly which events were new.
+_SQLITE_INSERT = (
+    f"INSERT INTO events ({_COLUMNS_TEXT}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))}) "
+    "ON CONFLICT (source, id) DO NOTHING"
+)
+# PostgreSQL: one statement for the whole batch; RETURNING names the events that were new (a
+# duplicate, stored before or earlier in the batch, is skipped and not returned).
+_POSTGRES_INSERT = (
+    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS[1:])}) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::bigint[]) "
+    "ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id"
+)
 
 
-@cache
-def _insert_sql(dialect: Dialect) -> tuple[str, bool]:
-    """`INSERT … ON CONFLICT (source, id) DO NOTHING` as driver SQL, and whether it takes
-    positional parameters (in `_INSERT_COLUMNS` order) rather than named ones.
-
-    The batch goes straight to the driver's executemany: parameters skip the column types'
-    per-value conversions (the caller hands over integer microseconds and JSON text already),
-    which keeps ingest at a few microseconds per event, and the driver reports the rows stored.
-    """
-    postgres = dialect.name == "postgresql"
-    data = bindparam("data", type_=Text)
-    insert = postgresql.insert if postgres else sqlite.insert
-    statement = (
-        insert(events)
-        .values(
-            id=bindparam("id", type_=String),
-            source=bindparam("source", type_=String),
-            specversion=bindparam("specversion", type_=String),
-            type=bindparam("type", type_=String),
-            subject=bindparam("subject", type_=String),
-            time=bindparam("time", type_=BigInteger),
-            datacontenttype=bindparam("datacontenttype", type_=String),
-            dataschema=bindparam("dataschema", type_=String),
-            data=cast(data, JSONB) if postgres else data,
-            ingested_at=bindparam("ingested_at", type_=BigInteger),
-        )
-        .on_conflict_do_nothing(index_elements=["source", "id"])
-    )
-    compiled = statement.compile(dialect=dialect)
-    positional = compiled.positiontup is not None
-    if positional and tuple(compiled.positiontup or ()) != _INSERT_COLUMNS:
-        raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
-    return str(compiled), positional
-
-
-def _json_text(data: Mapping[str, Any] | None) -> str | None:
+def event_data_text(data: Mapping[str, Any] | None) -> str | None:
+    """Event data as stored: JSON with every number exactly as it was sent."""
     if data is None:
         return None
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:
-        # orjson stops at 64-bit integers; JSON has no such limit, nor does the standard library.
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return json_exact.dumps(data).decode()
 
 
 def _to_stored(row: Any) -> StoredEvent:
@@ -108,15 +78,33 @@ def _to_stored(row: Any) -> StoredEvent:
 
 
 class EventRepository(Repository):
-    def add_many(self, batch: Sequence[Event], received_at: datetime) -> int:
+    def add_many(
+        self,
+        batch: Sequence[Event],
+        received_at: datetime,
+        data_texts: Sequence[str | None] | None = None,
+    ) -> list[tuple[int, int]]:
         """Store `batch`, skipping every event whose (source, id) is already stored or appears
-        earlier in the batch. An event without a time happened at `received_at`. Returns the
-        number of events actually stored."""
+        earlier in the batch. An event without a time happened at `received_at`. Returns
+        `(index in batch, seq)` of each event actually stored, in batch order.
+
+        `data_texts`, when given, are the events' data already written as JSON (the parser
+        keeps them), so nothing is serialised twice."""
         if not batch:
-            return 0
+            return []
         received = to_micros(received_at)
+        texts = data_texts if data_texts is not None else [event_data_text(e.data) for e in batch]
+        if self.dialect == "sqlite":
+            return self._add_sqlite(batch, received, texts)
+        return self._add_postgres(batch, received, texts)
+
+    def _add_sqlite(
+        self, batch: Sequence[Event], received: int, texts: Sequence[str | None]
+    ) -> list[tuple[int, int]]:
+        base = int(self.connection.exec_driver_sql("SELECT max(seq) FROM events").scalar() or 0)
         rows = [
             (
+                base + index + 1,
                 event.id,
                 event.source,
                 event.specversion,
@@ -125,17 +113,40 @@ class EventRepository(Repository):
                 received if event.time is None else to_micros(event.time),
                 event.datacontenttype,
                 event.dataschema,
-                _json_text(event.data),
+                texts[index],
                 received,
             )
-            for event in batch
+            for index, event in enumerate(batch)
         ]
-        sql, positional = _insert_sql(self.connection.dialect)
-        parameters: list[Any] = (
-            rows if positional else [dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows]
+        self.connection.exec_driver_sql(_SQLITE_INSERT, rows)
+        stored = self.connection.exec_driver_sql(
+            "SELECT seq FROM events WHERE seq > ? ORDER BY seq", (base,)
         )
-        result = self.connection.exec_driver_sql(sql, parameters)
-        return max(int(result.rowcount), 0)
+        return [(int(seq) - base - 1, int(seq)) for (seq,) in stored]
+
+    def _add_postgres(
+        self, batch: Sequence[Event], received: int, texts: Sequence[str | None]
+    ) -> list[tuple[int, int]]:
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [])
+        ids, sources, versions, types, subjects, times, content_types, schemas, datas, ingested = (
+            columns
+        )
+        for index, event in enumerate(batch):
+            ids.append(event.id)
+            sources.append(event.source)
+            versions.append(event.specversion)
+            types.append(event.type)
+            subjects.append(event.subject)
+            times.append(received if event.time is None else to_micros(event.time))
+            content_types.append(event.datacontenttype)
+            schemas.append(event.dataschema)
+            datas.append(texts[index])
+            ingested.append(received)
+        first_index: dict[tuple[str, str], int] = {}
+        for index, event in enumerate(batch):
+            first_index.setdefault((event.source, event.id), index)
+        stored = self.connection.exec_driver_sql(_POSTGRES_INSERT, columns)
+        return sorted((first_index[(source, id_)], int(seq)) for seq, source, id_ in stored)
 
     def count(self) -> int:
         return int(self.connection.execute(select(func.count()).select_from(events)).scalar_one())

@@ -1,0 +1,196 @@
+"""The usage store: ingest of a batch, and every read of usage, behind one narrow interface.
+
+Services and the engine see only this class (as `uow.usage_store`): store a batch of events,
+the usage of windows for a meter, its subjects and filters, a meter query, a meter's subjects
+and group-by values. This implementation keeps events and roll-ups in the SQL database; a
+column store (ClickHouse) would implement the same methods. Meters whose roll-ups are not
+complete yet (a backfill in progress) and deleted meters are read from the raw events, which
+gives the same answers, only slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection
+
+from allotment.domain.events import Event
+from allotment.domain.group_filters import StringFilter
+from allotment.domain.meters import (
+    CUSTOMER_GROUP,
+    Aggregation,
+    Grouping,
+    Meter,
+    MeterBucket,
+    MeterQuery,
+)
+from allotment.domain.rollups import RolledMeter, RollupBatch, accumulate
+from allotment.errors import InvalidInput
+from allotment.storage.repositories.events import EventRepository
+from allotment.storage.repositories.meters import MeterRepository
+from allotment.storage.repositories.usage import UsageRepository, UsageWindow
+from allotment.storage.rollup_reads import RollupReader, SeriesScope
+from allotment.storage.rollups import RollupRepository, RollupStatus
+from allotment.storage.types import to_micros
+
+
+class UsageStore:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.events = EventRepository(connection)
+        self.rollups = RollupRepository(connection)
+        self.reader = RollupReader(connection)
+        self._raw_meters = MeterRepository(connection)
+        self._raw_usage = UsageRepository(connection)
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        batch: Sequence[Event],
+        received_at: datetime,
+        *,
+        meters: Sequence[RolledMeter] | None = None,
+        data_texts: Sequence[str | None] | None = None,
+    ) -> int:
+        """Store `batch` (duplicates skipped) and its roll-ups; returns how many were new.
+
+        `meters` are the rolled-up live meters; None reads them (callers that cache them pass
+        the list they hold for the version `hold_meters_for_ingest` returned)."""
+        if meters is None:
+            self.rollups.hold_meters_for_ingest()
+            live = self._raw_meters.list_live_for_event_types(sorted({e.type for e in batch}))
+            meters = self.rollups.rolled_meters(live)
+        stored = self.events.add_many(batch, received_at, data_texts)
+        if meters and stored:
+            received = to_micros(received_at)
+
+            def readings() -> Iterator[tuple[str, str, int, int, Any]]:
+                for index, seq in stored:
+                    event = batch[index]
+                    time = received if event.time is None else to_micros(event.time)
+                    yield event.type, event.subject, time, seq, event.data
+
+            self.rollups.add(accumulate(RollupBatch(), meters, readings()))
+        return len(stored)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def status(self, meter: Meter) -> RollupStatus | None:
+        """The meter's roll-ups if they can answer reads (complete, meter live), else None."""
+        if meter.is_deleted:
+            return None
+        status = self.rollups.statuses([meter.id]).get(meter.id)
+        return status if status is not None and status.ready else None
+
+    def usage_in_windows(
+        self,
+        meter: Meter,
+        subjects: Sequence[str],
+        windows: Sequence[UsageWindow],
+        advanced_filters: Mapping[str, StringFilter] | None = None,
+        *,
+        status: RollupStatus | None = None,
+    ) -> list[Decimal]:
+        """The usage an entitlement counts in each `(start, end, period_start)` window (see
+        `UsageRepository.usage_in_windows` for each aggregation's rule). `status`: the
+        meter's ready roll-ups, if the caller has read them already."""
+        if not windows:
+            return []
+        unknown = sorted(set(advanced_filters or {}) - set(meter.group_by))
+        if unknown:
+            raise InvalidInput(
+                f"meter {meter.slug} has no group-by key {', '.join(map(repr, unknown))}",
+                field="meterGroupByFilters",
+            )
+        if not subjects:
+            return [Decimal(0)] * len(windows)
+        status = status or self.status(meter)
+        if status is None:
+            return self._raw_usage.usage_in_windows(
+                meter, subjects, {}, windows, advanced_filters=advanced_filters
+            )
+        scope = SeriesScope(
+            meter,
+            status.generation,
+            list(dict.fromkeys(subjects)),
+            advanced_filters=advanced_filters,
+        )
+        if meter.aggregation is Aggregation.UNIQUE_COUNT:
+            ranges = []
+            for start, end, period_start in windows:
+                ranges.append((period_start, end))
+                ranges.append((period_start, start))
+            values = self.reader.usage_in_ranges(scope, ranges)
+            return [values[2 * i] - values[2 * i + 1] for i in range(len(windows))]
+        return self.reader.usage_in_ranges(scope, [(start, end) for start, end, _ in windows])
+
+    def aggregate(
+        self,
+        meter: Meter,
+        query: MeterQuery,
+        grouping: Grouping,
+        customer_subjects: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[MeterBucket]:
+        """A meter query's aggregates per window and group (only groups with data)."""
+        status = self.status(meter)
+        if status is not None:
+            subjects = _subject_filter(query.subjects, customer_subjects)
+            scope = SeriesScope(
+                meter,
+                status.generation,
+                subjects,
+                group_filters=query.filter_group_by or None,
+                advanced_filters=query.advanced_filters or None,
+            )
+            customer_of = None
+            if customer_subjects is not None:
+                customer_of = {
+                    subject: customer_id
+                    for customer_id, group in customer_subjects.items()
+                    for subject in group
+                }
+            buckets = self.reader.aggregate(scope, query, grouping, customer_of)
+            if buckets is not None:
+                return buckets
+        return self._raw_meters.aggregate(meter, query, grouping, customer_subjects)
+
+    def subjects(
+        self, meter: Meter, from_time: datetime | None, to_time: datetime | None
+    ) -> list[str]:
+        """Distinct subjects with events the meter counts in `[from_time, to_time)`."""
+        if self.status(meter) is None:
+            return self._raw_meters.subjects(meter, from_time, to_time)
+        buckets = self.aggregate(
+            meter,
+            MeterQuery(from_time=from_time, to_time=to_time),
+            Grouping(by_subject=True, by_customer=False, keys=()),
+        )
+        return sorted({b.subject for b in buckets if b.subject is not None})
+
+    def group_values(
+        self, meter: Meter, key: str, from_time: datetime | None, to_time: datetime | None
+    ) -> list[str]:
+        """Distinct non-null values of group-by `key` among the meter's countable events."""
+        if self.status(meter) is None or key == CUSTOMER_GROUP:
+            return self._raw_meters.group_values(meter, key, from_time, to_time)
+        buckets = self.aggregate(
+            meter,
+            MeterQuery(from_time=from_time, to_time=to_time),
+            Grouping(by_subject=False, by_customer=False, keys=(key,)),
+        )
+        return sorted({b.group_values[0] for b in buckets if b.group_values[0] is not None})
+
+
+def _subject_filter(
+    subjects: Sequence[str], customer_subjects: Mapping[str, Sequence[str]] | None
+) -> list[str] | None:
+    """The subjects a query may read: those asked for, within the customers' if any asked."""
+    allowed: list[str] | None = list(dict.fromkeys(subjects)) if subjects else None
+    if customer_subjects is not None:
+        of_customers = [s for group in customer_subjects.values() for s in group]
+        allowed = of_customers if allowed is None else [s for s in allowed if s in of_customers]
+    return allowed
