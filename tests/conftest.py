@@ -107,7 +107,9 @@ def _clean(database: Database) -> None:
             connection.execute(table.delete())
         # Rows the migrations seed, as a new database has them.
         connection.execute(
-            text("INSERT INTO catalog_versions (name, version) VALUES ('meters', 1), ('catalog', 1)")
+            text(
+                "INSERT INTO catalog_versions (name, version) VALUES ('meters', 1), ('catalog', 1)"
+            )
         )
 
 
