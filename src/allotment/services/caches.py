@@ -9,8 +9,9 @@ processes: at worst it costs one more round trip after a write.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from allotment.domain.rollups import RolledMeter
 from allotment.storage import UnitOfWork
@@ -22,12 +23,53 @@ class _RolledMeters:
     by_event_type: dict[str, tuple[RolledMeter, ...]]
 
 
+CacheKey = tuple[Hashable, ...]
+"""What a cached read is about: its kind, then its arguments (owner, feature key, ...)."""
+
+DEFINITIONS_CACHED_MAX = 50_000
+"""Past this many entries the definitions cache starts over (each entry is a few kB)."""
+
+
 @dataclass
 class ServiceCaches:
     """The caches of one process; thread-safe (each entry is replaced whole, never mutated)."""
 
     _rolled_meters: _RolledMeters | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _checkpoint_requests: set[str] = field(default_factory=set)
+    maintenance_wanted: threading.Event = field(default_factory=threading.Event)
+    """Set when there is maintenance work (an ingest wrote deltas, a read wants a
+    checkpoint); the maintenance worker waits on it."""
+
+    _definitions: dict[CacheKey, Any] = field(default_factory=dict)
+
+    def definitions(self, key: CacheKey) -> Any:
+        """Definitions a read cached under `key` (checked against their stamps before use)."""
+        return self._definitions.get(key)
+
+    def remember_definitions(self, key: CacheKey, definitions: Any) -> None:
+        with self._lock:
+            if len(self._definitions) >= DEFINITIONS_CACHED_MAX:
+                self._definitions.clear()
+            self._definitions[key] = definitions
+
+    def forget_definitions(self, key: CacheKey) -> None:
+        with self._lock:
+            self._definitions.pop(key, None)
+
+    def wake_maintenance(self) -> None:
+        self.maintenance_wanted.set()
+
+    def request_checkpoint(self, entitlement_id: str) -> None:
+        with self._lock:
+            self._checkpoint_requests.add(entitlement_id)
+        self.maintenance_wanted.set()
+
+    def take_checkpoint_requests(self) -> list[str]:
+        with self._lock:
+            requested = sorted(self._checkpoint_requests)
+            self._checkpoint_requests.clear()
+        return requested
 
     def rolled_meters(
         self, uow: UnitOfWork, meters_version: int, event_types: Sequence[str]

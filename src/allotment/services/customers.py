@@ -82,6 +82,9 @@ def replace_customer(context: ServiceContext, id_or_key: str, details: CustomerD
         customer = replaced(current, details, at=at)
         uow.customers.replace(customer)
         ensure_subjects(uow, customer.subject_keys, at)
+        if customer.attribution_keys != current.attribution_keys:
+            # Another set of subjects: every past balance of its entitlements may differ.
+            uow.checkpoints.delete_for_customer(customer.id)
         uow.commit()
     return customer
 

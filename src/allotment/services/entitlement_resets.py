@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from allotment.domain.instants import checked_instant
+from allotment.domain.snapshots import Change, invalid_from
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
@@ -57,4 +58,5 @@ def reset_entitlement(
             ),
         )
         uow.entitlements.add_reset(new_id(), entitlement.id, reset, now)
+        uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.MANUAL_RESET, reset.at))
         uow.commit()

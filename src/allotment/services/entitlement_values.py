@@ -3,12 +3,26 @@
 A read never writes. The time asked about (default now) decides which entitlement a feature key
 names: the one active then, so a deleted or overridden entitlement still answers for earlier
 times. A feature the owner has no entitlement for answers `hasAccess: false`, not 404.
+
+This is the hot path, so a read is built to cost one database round trip:
+
+- The definitions it needs (owner, entitlements of the feature key, grants, resets, feature,
+  meter, the newest checkpoint) are cached per process, with the version stamps they were
+  loaded at (services/caches.py).
+- One statement then checks those stamps, checks that the checkpoint still holds, and reads the
+  usage of every window the engine planned from it (storage/rollup_reads.py `read`).
+- If a stamp moved or the checkpoint fell, the read loads everything again in one consistent
+  transaction and computes there: a few more round trips, once per change.
+
+The value is always exactly what a computation from measurement start over every stored event,
+grant and reset gives; caches and checkpoints only decide how much has to be read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from allotment.domain.access import (
     NO_ACCESS,
@@ -18,21 +32,60 @@ from allotment.domain.access import (
     plan_metered_read,
     static_value,
 )
+from allotment.domain.burn import EngineState, UsageWindow
 from allotment.domain.customers import Customer
 from allotment.domain.entitlements import Entitlement, EntitlementType
-from allotment.domain.instants import checked_instant
+from allotment.domain.instants import LATEST, checked_instant
+from allotment.domain.time import truncate_to_minute
 from allotment.errors import NotFound
 from allotment.ids import is_ulid
+from allotment.services.caches import CacheKey
 from allotment.services.context import ServiceContext
 from allotment.services.customers import resolve_customer
 from allotment.services.entitlement_owners import (
     ENTITLEMENT_FIELD,
     Owner,
-    find_entitlement,
     find_owner,
 )
-from allotment.services.metered_inputs import metered_inputs, usage_in
+from allotment.services.metered_inputs import MeteredInputs, checkpoint_start, metered_inputs
 from allotment.storage import UnitOfWork
+from allotment.storage.repositories.versions import CATALOG
+from allotment.storage.rollup_reads import Probe
+from allotment.storage.rollups import RollupStatus
+from allotment.storage.usage_store import UsageRequest
+
+CHECKPOINT_AGE = timedelta(minutes=15)
+"""A read of the present that had to start further back than this asks maintenance for a newer
+checkpoint (reads resume from the newest valid one)."""
+
+
+@dataclass(frozen=True)
+class _Metered:
+    inputs: MeteredInputs
+    rollups: RollupStatus | None
+    """The meter's ready roll-ups; None: its usage is read from the raw events."""
+    checkpoint: EngineState | None
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Everything a read needs but usage, as of the stamps it was loaded at."""
+
+    catalog_version: int
+    customer: Customer | None
+    customer_revision: int | None
+    entitlements: tuple[Entitlement, ...]
+    """The candidates: the entitlement an id names, or every one ever made for the feature key
+    (the one active at the instant asked about answers), or every one of the customer."""
+    metered: Mapping[str, _Metered]
+
+
+@dataclass(frozen=True)
+class _Read:
+    values: dict[str, EntitlementValue]
+    current: bool
+    """The stamps and checkpoints the read used still held in the statement that read usage."""
+    newer_checkpoint: bool
 
 
 def entitlement_value(
@@ -44,59 +97,213 @@ def entitlement_value(
     `hasAccess: false`; an id-shaped value that names no entitlement of the owner is NotFound
     (ids are never feature keys). Raises NotFound for an unknown owner.
     """
-    t = checked_instant(at or context.clock(), "time")
-    with context.database.unit_of_work() as uow:
-        customer = find_owner(uow, owner)
-        if customer is None:
-            return NO_ACCESS
-        entitlement = find_entitlement(uow, customer, id_or_feature_key, at=t)
-        if entitlement is None:
-            if is_ulid(id_or_feature_key):
-                raise NotFound(
-                    f"entitlement not found: {id_or_feature_key}", field=ENTITLEMENT_FIELD
-                )
-            return NO_ACCESS
-        return values_at(uow, customer, [entitlement], t)[entitlement.id]
+    now = context.clock()
+    t = checked_instant(at or now, "time")
+    key: CacheKey = ("value", owner, id_or_feature_key)
+    definitions, values = _read(
+        context, key, t, now, lambda uow: _load_for_key(uow, owner, id_or_feature_key)
+    )
+    return _choose(definitions, values, id_or_feature_key, t)
 
 
 def customer_access(
     context: ServiceContext, customer_id_or_key: str, at: datetime | None = None
 ) -> dict[str, EntitlementValue]:
     """Every entitlement the customer holds at `at` (default now), by feature key."""
-    t = checked_instant(at or context.clock(), "time")
-    with context.database.unit_of_work() as uow:
-        customer = resolve_customer(uow, customer_id_or_key)
-        active = uow.entitlements.active_for_customer(customer.id, t)
-        values = values_at(uow, customer, active, t)
-        return {e.feature_key: values[e.id] for e in active}
+    now = context.clock()
+    t = checked_instant(at or now, "time")
+    key: CacheKey = ("access", customer_id_or_key)
+    definitions, values = _read(
+        context, key, t, now, lambda uow: _load_customer(uow, customer_id_or_key)
+    )
+    active = sorted(
+        (e for e in definitions.entitlements if e.active_at(t)),
+        key=lambda e: (e.feature_key, e.created_at),
+    )
+    return {entitlement.feature_key: values[entitlement.id] for entitlement in active}
 
 
 def values_at(
     uow: UnitOfWork, customer: Customer, entitlements: Sequence[Entitlement], at: datetime
 ) -> dict[str, EntitlementValue]:
-    """The value of each of the customer's `entitlements` at `at`, by entitlement id.
+    """The value of each of the customer's `entitlements` at `at`, by entitlement id, inside
+    the caller's unit (no caches): for other use cases that need values."""
+    definitions = _definitions(uow, customer, tuple(entitlements), uow.versions.get(CATALOG))
+    return _evaluate(uow, definitions, at).values
 
-    Metered ones share one query for grants and one for resets, then one usage query each.
-    """
-    inputs = metered_inputs(
-        uow, customer, [e for e in entitlements if e.active_at(at) and e.is_metered]
-    )
-    result: dict[str, EntitlementValue] = {}
-    for entitlement in entitlements:
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _read(
+    context: ServiceContext,
+    key: CacheKey,
+    t: datetime,
+    now: datetime,
+    load: Callable[[UnitOfWork], Definitions],
+) -> tuple[Definitions, dict[str, EntitlementValue]]:
+    caches = context.caches
+    cached = caches.definitions(key)
+    if cached is not None:
+        with context.database.single_statement() as uow:
+            read = _evaluate(uow, cached, t)
+        if read.current:
+            if read.newer_checkpoint:
+                caches.forget_definitions(key)  # the next read loads the newer checkpoint
+            _ask_for_checkpoints(context, cached, t, now)
+            return cached, read.values
+    with context.database.unit_of_work() as uow:
+        definitions = load(uow)
+        read = _evaluate(uow, definitions, t)
+    # Loaded and read in one snapshot, so the stamps held; a checkpoint that did not hold was
+    # already passed over by checkpoint_start.
+    caches.remember_definitions(key, definitions)
+    _ask_for_checkpoints(context, definitions, t, now)
+    return definitions, read.values
+
+
+def _choose(
+    definitions: Definitions,
+    values: Mapping[str, EntitlementValue],
+    id_or_feature_key: str,
+    t: datetime,
+) -> EntitlementValue:
+    if definitions.customer is None:
+        return NO_ACCESS
+    if is_ulid(id_or_feature_key):
+        found = [e for e in definitions.entitlements if e.id == id_or_feature_key]
+        if not found:
+            raise NotFound(f"entitlement not found: {id_or_feature_key}", field=ENTITLEMENT_FIELD)
+        return values[found[0].id]
+    for entitlement in definitions.entitlements:
+        if entitlement.active_at(t):
+            return values[entitlement.id]
+    return NO_ACCESS
+
+
+def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
+    """Every candidate's value at `t`, in one statement when the meters' roll-ups are ready."""
+    values: dict[str, EntitlementValue] = {}
+    requests: list[UsageRequest] = []
+    runs: list[tuple[Entitlement, _Metered, EngineState | None, list[UsageWindow]]] = []
+    for entitlement in definitions.entitlements:
         ends = entitlement.ends_at
         if entitlement.type is EntitlementType.BOOLEAN:
-            result[entitlement.id] = boolean_value(entitlement.active_from, ends, at)
+            values[entitlement.id] = boolean_value(entitlement.active_from, ends, t)
         elif entitlement.type is EntitlementType.STATIC:
-            result[entitlement.id] = static_value(
-                entitlement.config or "", entitlement.active_from, ends, at
+            values[entitlement.id] = static_value(
+                entitlement.config or "", entitlement.active_from, ends, t
             )
-        elif entitlement.id not in inputs:
-            result[entitlement.id] = NO_ACCESS  # metered, not active at `at`
+        elif not entitlement.active_at(t):
+            values[entitlement.id] = NO_ACCESS
         else:
-            metered = inputs[entitlement.id]
-            windows = plan_metered_read(metered.terms, metered.grants, at)
-            value, _run = metered_value(
-                metered.terms, metered.grants, at, usage_in(uow, metered, windows)
+            metered = definitions.metered[entitlement.id]
+            inputs = metered.inputs
+            start = _usable(metered.checkpoint, inputs, t)
+            windows = plan_metered_read(inputs.terms, inputs.grants, t, start)
+            runs.append((entitlement, metered, start, windows))
+            requests.append(
+                UsageRequest(
+                    inputs.meter,
+                    inputs.subject_keys,
+                    [(w.start, w.end, w.period_start) for w in windows],
+                    inputs.group_filters,
+                    metered.rollups,
+                )
             )
-            result[entitlement.id] = value
-    return result
+    # The probe checks one checkpoint: a read of several entitlements (customer access) uses
+    # none, since its runs are short anyway once roll-ups answer the windows.
+    probe_checkpoint = runs[0][2] if len(runs) == 1 else None
+    probe = Probe(
+        customer_id=definitions.customer.id if definitions.customer else None,
+        entitlement_id=runs[0][0].id if len(runs) == 1 else None,
+        checkpoint_at=probe_checkpoint.at if probe_checkpoint is not None else None,
+        read_at=t if len(runs) == 1 else None,
+    )
+    result, usage = uow.usage_store.read(probe, requests)
+    current = (
+        result.catalog_version == definitions.catalog_version
+        and result.customer_revision == definitions.customer_revision
+        and result.checkpoint_valid
+    )
+    newer = False
+    for (entitlement, metered, start, windows), found in zip(runs, usage, strict=True):
+        inputs = metered.inputs
+        by_window = dict(zip(windows, found, strict=True))
+        value, _run = metered_value(inputs.terms, inputs.grants, t, by_window, start_state=start)
+        values[entitlement.id] = value
+        if result.newest_checkpoint is not None and (
+            start is None or result.newest_checkpoint > start.at
+        ):
+            newer = True
+    return _Read(values, current, newer)
+
+
+def _usable(
+    checkpoint: EngineState | None, inputs: MeteredInputs, t: datetime
+) -> EngineState | None:
+    """The cached checkpoint, if a read at `t` may start from it."""
+    if checkpoint is None:
+        return None
+    if checkpoint.at > truncate_to_minute(t) or t < inputs.terms.timeline.measure_usage_from:
+        return None
+    return checkpoint
+
+
+def _ask_for_checkpoints(
+    context: ServiceContext, definitions: Definitions, t: datetime, now: datetime
+) -> None:
+    """Reads of the present that start far back ask maintenance for a newer checkpoint."""
+    if now - t > CHECKPOINT_AGE:
+        return
+    for entitlement_id, metered in definitions.metered.items():
+        checkpoint = metered.checkpoint
+        start = (
+            checkpoint.at
+            if checkpoint is not None
+            else metered.inputs.terms.timeline.measure_usage_from
+        )
+        if t - start > CHECKPOINT_AGE:
+            context.caches.request_checkpoint(entitlement_id)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _load_for_key(uow: UnitOfWork, owner: Owner, id_or_feature_key: str) -> Definitions:
+    version = uow.versions.get(CATALOG)
+    customer = find_owner(uow, owner)
+    if customer is None:
+        return Definitions(version, None, None, (), {})
+    if is_ulid(id_or_feature_key):
+        found = uow.entitlements.get(id_or_feature_key)
+        owned = found is not None and found.customer_id == customer.id
+        candidates: tuple[Entitlement, ...] = (found,) if found is not None and owned else ()
+    else:
+        candidates = tuple(uow.entitlements.for_customer_feature(customer.id, id_or_feature_key))
+    return _definitions(uow, customer, candidates, version)
+
+
+def _load_customer(uow: UnitOfWork, customer_id_or_key: str) -> Definitions:
+    version = uow.versions.get(CATALOG)
+    customer = resolve_customer(uow, customer_id_or_key)
+    candidates = tuple(uow.entitlements.of_customer(customer.id))
+    return _definitions(uow, customer, candidates, version)
+
+
+def _definitions(
+    uow: UnitOfWork, customer: Customer, candidates: tuple[Entitlement, ...], version: int
+) -> Definitions:
+    """Definitions of `candidates`, with each metered one's newest valid checkpoint (reads of
+    an earlier time start from measurement start; they are rare)."""
+    revision = uow.customers.revision(customer.id)
+    inputs = metered_inputs(uow, customer, [e for e in candidates if e.is_metered])
+    statuses = uow.rollups.statuses(sorted({i.meter.id for i in inputs.values()}))
+    metered: dict[str, _Metered] = {}
+    for entitlement_id, entitlement_inputs in inputs.items():
+        meter = entitlement_inputs.meter
+        status = statuses.get(meter.id)
+        ready = status if status is not None and status.ready and not meter.is_deleted else None
+        checkpoint = checkpoint_start(uow, entitlement_inputs, LATEST)
+        metered[entitlement_id] = _Metered(entitlement_inputs, ready, checkpoint)
+    return Definitions(version, customer, revision, candidates, metered)

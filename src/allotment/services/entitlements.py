@@ -33,6 +33,7 @@ from allotment.domain.features import Feature
 from allotment.domain.grant_requests import GrantDefaults, new_grant, with_prefix
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.periods import Period
+from allotment.domain.snapshots import Change, invalid_from
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
 from allotment.domain.usage_periods import ManualReset
 from allotment.errors import ErrorList, InvalidInput, NotFound
@@ -130,6 +131,7 @@ def override_entitlement(
         grants = _initial_grants(entitlement, request, now)
         uow.entitlements.end(old.id, now)
         uow.grants.delete_for_entitlement(old.id, now)
+        uow.checkpoints.delete_from(old.id, invalid_from(Change.GRANT_VOIDED, now))
         uow.entitlements.add(entitlement)
         for grant in grants:
             uow.grants.add(grant)
@@ -149,6 +151,7 @@ def delete_entitlement(context: ServiceContext, owner: Owner, id_or_feature_key:
             )
         uow.entitlements.end(entitlement.id, now)
         uow.grants.delete_for_entitlement(entitlement.id, now)
+        uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.GRANT_VOIDED, now))
         uow.commit()
 
 

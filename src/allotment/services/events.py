@@ -40,7 +40,7 @@ def ingest(
     errors.raise_if_any("invalid events; nothing was stored")
     received_at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
-        version = uow.rollups.hold_meters_for_ingest()
+        version = uow.versions.hold_meters_for_ingest()
         meters = context.caches.rolled_meters(uow, version, [e.type for e in batch])
         stored = uow.usage_store.ingest(batch, received_at, meters=meters, data_texts=data_texts)
         uow.commit()

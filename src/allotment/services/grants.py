@@ -20,6 +20,7 @@ from allotment.domain.grant_requests import GrantDefaults, GrantRequest, new_gra
 from allotment.domain.grants import validate_void
 from allotment.domain.instants import checked_instant
 from allotment.domain.listing import ListResult, SortOrder, Window
+from allotment.domain.snapshots import Change, invalid_from
 from allotment.domain.text import is_storable_text
 from allotment.errors import NotFound
 from allotment.ids import is_ulid, new_id
@@ -71,6 +72,9 @@ def create_grant(
             defaults=defaults,
         )
         uow.grants.add(grant)
+        uow.checkpoints.delete_from(
+            entitlement.id, invalid_from(Change.GRANT_CREATED, grant.effective_at)
+        )
         uow.commit()
     return view_of(grant, now)
 
@@ -95,6 +99,7 @@ def void_grant(context: ServiceContext, grant_id: str, at: datetime | None = Non
             grant.to_engine(), requested, now, period_start.current_period_at(now).start
         )
         uow.grants.void(grant.id, voided_at, now)
+        uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.GRANT_VOIDED, voided_at))
         uow.commit()
 
 

@@ -8,11 +8,20 @@ query per entitlement, restricted to the customer's subjects and the feature's g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from allotment.domain.burn import MeteredTerms, UsageMode, UsageWindow
+from allotment.domain.burn import (
+    EngineState,
+    MeteredTerms,
+    UsageMode,
+    UsageWindow,
+    plan_usage_windows,
+    run,
+)
 from allotment.domain.customers import Customer
 from allotment.domain.entitlements import Entitlement
 from allotment.domain.features import Feature
@@ -21,6 +30,8 @@ from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import Meter
 from allotment.errors import PreconditionFailed
 from allotment.storage import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,3 +119,37 @@ def usage_in(
         advanced_filters=inputs.group_filters,
     )
     return dict(zip(unique, values, strict=True))
+
+
+def checkpoint_start(
+    uow: UnitOfWork, inputs: MeteredInputs, at_most: datetime
+) -> EngineState | None:
+    """The newest checkpoint of the entitlement at or before `at_most` that a run may start
+    from: none is used while usage before it still waits in the deltas (the checkpoint may
+    have missed it), and none for a deleted meter (its late events are not tracked)."""
+    if inputs.meter.is_deleted:
+        return None
+    entitlement_id = inputs.entitlement.id
+    for at in uow.checkpoints.at_or_before(entitlement_id, at_most):
+        if at < inputs.terms.timeline.measure_usage_from:
+            return None
+        if uow.usage_store.has_pending_usage_before(
+            inputs.meter, inputs.subject_keys, inputs.group_filters, at
+        ):
+            continue
+        state = uow.checkpoints.get(entitlement_id, at)
+        if state is not None and fits(inputs, state):
+            return state
+    return None
+
+
+def fits(inputs: MeteredInputs, state: EngineState) -> bool:
+    """Whether `state` agrees with the entitlement's grants and timeline; one that does not is a
+    bug somewhere, logged and ignored rather than trusted."""
+    try:
+        plan_usage_windows(inputs.terms, inputs.grants, state, state.at)
+        run(inputs.terms, inputs.grants, state, state.at, lambda _window: Decimal(0))
+    except ValueError:
+        log.exception("checkpoint of %s at %s does not fit", inputs.entitlement.id, state.at)
+        return False
+    return True

@@ -26,6 +26,7 @@ from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound, Precon
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.storage import UnitOfWork
+from allotment.storage.repositories.versions import METERS
 
 MeterOrder = Literal["key", "name", "aggregation", "createdAt", "updatedAt"]
 
@@ -66,7 +67,7 @@ def create_meter(context: ServiceContext, definition: MeterDefinition) -> Meter:
     )
     with context.database.unit_of_work(write=True) as uow:
         # First: waits for ingests in flight, so the backfill boundary is exact.
-        uow.rollups.bump_version("meters")
+        uow.versions.bump(METERS)
         existing = uow.meters.get_live_by_slug(meter.slug)
         if existing is not None:
             raise Conflict(
@@ -76,7 +77,6 @@ def create_meter(context: ServiceContext, definition: MeterDefinition) -> Meter:
             )
         uow.meters.add(meter)
         uow.rollups.start(meter)
-        uow.rollups.bump_version("catalog")
         uow.commit()
     return meter
 
@@ -124,7 +124,7 @@ def update_meter(
     clears them. A group-by key that a live feature filters on cannot be dropped (409)."""
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
-        uow.rollups.bump_version("meters")
+        uow.versions.bump(METERS)
         meter = _find_live(uow, id_or_slug)
         check_update(
             ErrorList(),
@@ -153,7 +153,6 @@ def update_meter(
         if dict(updated.group_by) != dict(meter.group_by):
             # Roll-ups are kept per group-by value: a new generation, backfilled from scratch.
             uow.rollups.start(updated)
-        uow.rollups.bump_version("catalog")
         uow.commit()
     return updated
 
@@ -163,7 +162,7 @@ def delete_meter(context: ServiceContext, id_or_slug: str) -> None:
     Deleting a deleted meter does nothing; a meter a live feature reads cannot be deleted."""
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
-        uow.rollups.bump_version("meters")
+        uow.versions.bump(METERS)
         meter = _find(uow, id_or_slug)
         if meter.is_deleted:
             return
@@ -173,7 +172,6 @@ def delete_meter(context: ServiceContext, id_or_slug: str) -> None:
                 field="meterIdOrSlug",
             )
         uow.meters.delete(meter.id, now)
-        uow.rollups.bump_version("catalog")
         uow.commit()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -38,6 +39,11 @@ class Database:
         so two writers queue instead of failing when a read transaction tries to upgrade."""
         return UnitOfWork(self.engine, write=write)
 
+    def single_statement(self) -> UnitOfWork:
+        """A unit for a read that is one statement: no transaction around it (the statement
+        is its own snapshot), so it costs exactly one round trip."""
+        return UnitOfWork(self.engine, write=False, single_statement=True)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -46,14 +52,41 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, echo=echo)
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         future=True,
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+IDLE_BEFORE_PING_SECONDS = 10.0
+"""A pooled connection unused this long is pinged before use (a server restart or a dropped
+TCP session shows there); busier ones are used as they are, sparing a round trip per request."""
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("checked_in")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()
+        except Exception as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError() from error
 
 
 def _create_sqlite_engine(url: str, *, echo: bool) -> Engine:
@@ -83,6 +116,7 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:  # None: a single-statement unit, which runs without BEGIN
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine

@@ -32,9 +32,11 @@ from sqlalchemy import (
     Subquery,
     Text,
     and_,
+    case,
     cast,
     func,
     literal,
+    null,
     select,
     type_coerce,
     union_all,
@@ -68,6 +70,9 @@ from allotment.storage.meter_sql import MeterDialect, filter_condition, for_dial
 from allotment.storage.repositories.base import Repository
 from allotment.storage.rollups import partial_of_row
 from allotment.storage.tables import (
+    balance_checkpoints,
+    catalog_versions,
+    customers,
     events,
     usage_deltas,
     usage_distinct,
@@ -116,7 +121,9 @@ def _series_conditions(
     return conditions
 
 
-def _pieces_table(dialect_name: str, rows: Sequence[tuple[int, int, int, int]]) -> Subquery:
+def _pieces_table(
+    dialect_name: str, rows: Sequence[tuple[int, int, int, int]], name: str = "pieces"
+) -> Subquery:
     """`(range_index, level, piece_start, piece_end)` rows from one bound parameter."""
     if dialect_name == "postgresql":
         columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
@@ -132,14 +139,44 @@ def _pieces_table(dialect_name: str, rows: Sequence[tuple[int, int, int, int]]) 
         )
         return select(
             table.c.range_index, table.c.level, table.c.piece_start, table.c.piece_end
-        ).subquery("pieces")
+        ).subquery(name)
     items = func.json_each(literal(json.dumps(rows), Text)).table_valued("value")
     return select(
         func.json_extract(items.c.value, "$[0]", type_=Integer).label("range_index"),
         func.json_extract(items.c.value, "$[1]", type_=Integer).label("level"),
         func.json_extract(items.c.value, "$[2]", type_=BigInteger).label("piece_start"),
         func.json_extract(items.c.value, "$[3]", type_=BigInteger).label("piece_end"),
-    ).subquery("pieces")
+    ).subquery(name)
+
+
+def _series_map(
+    dialect: MeterDialect, dialect_name: str, scopes: Sequence[tuple[int, SeriesScope, bool]]
+) -> Subquery:
+    """`(scope, series_id)`: the series each numbered scope reads."""
+    parts = [
+        select(literal(number, Integer).label("scope"), usage_series.c.id.label("series_id")).where(
+            *_series_conditions(dialect, dialect_name, scope)
+        )
+        for number, scope, _distinct in scopes
+    ]
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("series_map")
+
+
+def _owners_table(
+    dialect_name: str, range_rows: Sequence[tuple[int, int, int, int]], name: str
+) -> Subquery:
+    """`(range_index, level = the scope number)` of each range: which series a range reads."""
+    rows = [(index, number, 0, 0) for index, number, _low, _high in range_rows]
+    return _pieces_table(dialect_name, rows, name=name)
+
+
+def _null_amounts() -> list[ColumnElement[Any]]:
+    # Untyped NULLs: the union's column types come from its first part, and amounts read back
+    # as each database holds them (NUMERIC, or SQLite's decimal text).
+    return [
+        null().label(name)
+        for name in ("total", "negative_total", "minimum", "maximum", "last_value")
+    ]
 
 
 def _aggregate_columns(table: Any) -> list[ColumnElement[Any]]:
@@ -173,6 +210,39 @@ def _merged(dialect: MeterDialect, union: Subquery) -> list[ColumnElement[Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What a read's one statement also checks, besides usage (services/entitlement_values.py):
+    the stamps cached definitions were loaded at, and whether a checkpoint still holds."""
+
+    customer_id: str | None
+    entitlement_id: str | None = None
+    checkpoint_at: datetime | None = None
+    read_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    catalog_version: int
+    customer_revision: int | None
+    checkpoint_valid: bool
+    """The probe's checkpoint still exists and no usage before it waits in the deltas."""
+    newest_checkpoint: datetime | None
+    """The entitlement's latest checkpoint at or before `read_at`."""
+
+
+@dataclass(frozen=True)
+class ScopedRanges:
+    """Usage ranges of one entitlement: its series and the `[start, end)` ranges it needs."""
+
+    scope: SeriesScope
+    ranges: Sequence[tuple[datetime, datetime]]
+
+
+# Row kinds of the read statement (`RollupReader.read`).
+_STAMPS, _PARTIALS, _DISTINCT = 0, 1, 2
+
+
 class RollupReader(Repository):
     """Usage from roll-ups, deltas and raw edges, for meters whose roll-ups are complete."""
 
@@ -186,6 +256,204 @@ class RollupReader(Repository):
         )
 
     # -- entitlements -----------------------------------------------------------------------
+
+    def read(
+        self, probe: Probe, requests: Sequence[ScopedRanges]
+    ) -> tuple[ProbeResult, list[list[Decimal]]]:
+        """One statement: the probe's stamps and, for each request, the usage an entitlement
+        counts in each of its minute-aligned ranges (as `usage_in_ranges`).
+
+        The statement is a UNION ALL of row kinds, all with the same columns: one stamps row,
+        then merged partials per range and distinct counts per range (UNIQUE_COUNT meters)."""
+        dialect = self._meter_dialect
+        piece_rows: list[tuple[int, int, int, int]] = []
+        range_rows: list[tuple[int, int, int, int]] = []
+        owners: list[tuple[int, Meter]] = []  # range index -> (request, meter)
+        scopes: list[tuple[int, SeriesScope, bool]] = []
+        for number, request in enumerate(requests):
+            meter = request.scope.meter
+            distinct = meter.aggregation is Aggregation.UNIQUE_COUNT
+            scopes.append((number, request.scope, distinct))
+            for start, end in request.ranges:
+                index = len(owners)
+                owners.append((number, meter))
+                low, high = _range_micros(meter, start, end)
+                for piece in split_range(low, high).pieces:
+                    piece_rows.append((index, int(piece.level), piece.start, piece.end))
+                range_rows.append((index, number, low, high))
+        parts: list[Select[Any]] = [self._stamps_row(probe, requests)]
+        if owners:
+            pieces = _pieces_table(self.dialect, piece_rows, name="pieces")
+            ranges = _pieces_table(self.dialect, range_rows, name="ranges")
+            series = _series_map(dialect, self.dialect, scopes)
+            additive = [number for number, _scope, distinct in scopes if not distinct]
+            if additive:
+                parts.append(self._partials_rows(pieces, ranges, series, range_rows, owners))
+            if len(additive) < len(scopes):
+                parts.append(self._distinct_rows(pieces, range_rows, series))
+        rows = list(self.connection.execute(union_all(*parts)))
+        stamps = next(row for row in rows if row[0] == _STAMPS)
+        result = ProbeResult(
+            catalog_version=int(stamps[2] or 0),
+            customer_revision=None if stamps[3] is None else int(stamps[3]),
+            checkpoint_valid=bool(stamps[4]),
+            newest_checkpoint=None if stamps[5] is None else from_micros(int(stamps[5])),
+        )
+        found_partials = {int(r[1]): partial_of_row(r[2:]) for r in rows if r[0] == _PARTIALS}
+        found_distinct = {int(r[1]): int(r[4]) for r in rows if r[0] == _DISTINCT}
+        usage: list[list[Decimal]] = [[] for _ in requests]
+        zero = Decimal(0)
+        for index, (number, meter) in enumerate(owners):
+            if meter.aggregation is Aggregation.UNIQUE_COUNT:
+                usage[number].append(Decimal(found_distinct.get(index, 0)))
+                continue
+            partial = found_partials.get(index)
+            if partial is None or partial.count == 0:
+                usage[number].append(zero)
+            elif meter.aggregation is Aggregation.SUM:
+                usage[number].append(partial.positive_total)
+            else:
+                usage[number].append(partial.value(meter.aggregation))
+        return result, usage
+
+    def _stamps_row(self, probe: Probe, requests: Sequence[ScopedRanges]) -> Select[Any]:
+        catalog = (
+            select(catalog_versions.c.version)
+            .where(catalog_versions.c.name == "catalog")
+            .scalar_subquery()
+        )
+        revision: ColumnElement[Any] = literal(None, BigInteger)
+        if probe.customer_id is not None:
+            revision = (
+                select(customers.c.revision)
+                .where(customers.c.id == probe.customer_id)
+                .scalar_subquery()
+            )
+        valid: ColumnElement[Any] = literal(1, BigInteger)
+        newest: ColumnElement[Any] = literal(None, BigInteger)
+        checkpoint_at = type_coerce(balance_checkpoints.c.at, BigInteger)
+        if probe.entitlement_id is not None and probe.read_at is not None:
+            newest = (
+                select(func.max(checkpoint_at))
+                .where(
+                    balance_checkpoints.c.entitlement_id == probe.entitlement_id,
+                    checkpoint_at <= to_micros(probe.read_at),
+                )
+                .scalar_subquery()
+            )
+        if probe.entitlement_id is not None and probe.checkpoint_at is not None:
+            at = to_micros(probe.checkpoint_at)
+            exists_checkpoint = (
+                select(balance_checkpoints.c.entitlement_id)
+                .where(
+                    balance_checkpoints.c.entitlement_id == probe.entitlement_id,
+                    checkpoint_at == at,
+                )
+                .exists()
+            )
+            pending = [
+                select(usage_deltas.c.id)
+                .where(
+                    usage_deltas.c.series_id.in_(self._series(r.scope)), usage_deltas.c.minute < at
+                )
+                .exists()
+                for r in requests
+            ]
+            condition: ColumnElement[bool] = exists_checkpoint
+            for waiting in pending:
+                condition = and_(condition, ~waiting)
+            valid = case((condition, 1), else_=0)
+        return select(
+            literal(_STAMPS, Integer).label("kind"),
+            literal(0, Integer).label("range_index"),
+            catalog.label("a"),
+            revision.label("b"),
+            valid.label("c"),
+            newest.label("d"),
+            *_null_amounts(),
+        )
+
+    def _partials_rows(
+        self,
+        pieces: Subquery,
+        ranges: Subquery,
+        series: Subquery,
+        range_rows: Sequence[tuple[int, int, int, int]],
+        owners: Sequence[tuple[int, Meter]],
+    ) -> Select[Any]:
+        dialect = self._meter_dialect
+        scope_of_range = _pieces_table(
+            self.dialect,
+            [(index, number, 0, 0) for index, number, _low, _high in range_rows],
+            name="owner",
+        )
+        rollups = select(pieces.c.range_index, *_aggregate_columns(usage_rollups)).select_from(
+            pieces.join(scope_of_range, scope_of_range.c.range_index == pieces.c.range_index)
+            .join(series, series.c.scope == scope_of_range.c.level)
+            .join(
+                usage_rollups,
+                and_(
+                    usage_rollups.c.series_id == series.c.series_id,
+                    usage_rollups.c.level == pieces.c.level,
+                    usage_rollups.c.bucket >= pieces.c.piece_start,
+                    usage_rollups.c.bucket < pieces.c.piece_end,
+                ),
+            )
+        )
+        deltas = select(ranges.c.range_index, *_aggregate_columns(usage_deltas)).select_from(
+            ranges.join(series, series.c.scope == ranges.c.level).join(
+                usage_deltas,
+                and_(
+                    usage_deltas.c.series_id == series.c.series_id,
+                    usage_deltas.c.minute >= ranges.c.piece_start,
+                    usage_deltas.c.minute < ranges.c.piece_end,
+                ),
+            )
+        )
+        union = union_all(rollups, deltas).subquery("parts")
+        merged = _merged(dialect, union)
+        return select(
+            literal(_PARTIALS, Integer).label("kind"),
+            union.c.range_index.label("range_index"),
+            *merged,
+        ).group_by(union.c.range_index)
+
+    def _distinct_rows(
+        self,
+        pieces: Subquery,
+        range_rows: Sequence[tuple[int, int, int, int]],
+        series: Subquery,
+    ) -> Select[Any]:
+        scope_of_range = _pieces_table(
+            self.dialect,
+            [(index, number, 0, 0) for index, number, _low, _high in range_rows],
+            name="owner_d",
+        )
+        return (
+            select(
+                literal(_DISTINCT, Integer).label("kind"),
+                pieces.c.range_index.label("range_index"),
+                literal(None, BigInteger).label("a"),
+                literal(None, BigInteger).label("b"),
+                func.count(usage_distinct.c.value_key.distinct()).label("c"),
+                literal(None, BigInteger).label("d"),
+                *_null_amounts(),
+            )
+            .select_from(
+                pieces.join(scope_of_range, scope_of_range.c.range_index == pieces.c.range_index)
+                .join(series, series.c.scope == scope_of_range.c.level)
+                .join(
+                    usage_distinct,
+                    and_(
+                        usage_distinct.c.series_id == series.c.series_id,
+                        usage_distinct.c.level == pieces.c.level,
+                        usage_distinct.c.bucket >= pieces.c.piece_start,
+                        usage_distinct.c.bucket < pieces.c.piece_end,
+                    ),
+                )
+            )
+            .group_by(pieces.c.range_index)
+        )
 
     def usage_in_ranges(
         self, scope: SeriesScope, ranges: Sequence[tuple[datetime, datetime]]
@@ -290,6 +558,19 @@ class RollupReader(Repository):
             .group_by(pieces.c.range_index)
         )
         return {int(index): int(count) for index, count in self.connection.execute(statement)}
+
+    def has_pending_usage_before(self, scope: SeriesScope, before: datetime) -> bool:
+        """Whether usage before `before` is still waiting in `usage_deltas` for the series of
+        `scope` (a checkpoint at `before` may have missed it)."""
+        statement = select(
+            select(usage_deltas.c.id)
+            .where(
+                usage_deltas.c.series_id.in_(self._series(scope)),
+                usage_deltas.c.minute < to_micros(before),
+            )
+            .exists()
+        )
+        return bool(self.connection.execute(statement).scalar())
 
     # -- meter queries ----------------------------------------------------------------------
 

@@ -163,29 +163,6 @@ class RollupRepository(Repository):
 
     # -- meters -----------------------------------------------------------------------------
 
-    def hold_meters_for_ingest(self) -> int:
-        """The meters version; on PostgreSQL the row is held FOR SHARE until commit, so no
-        meter write can commit while this ingest is in flight (module docstring)."""
-        lock = "" if self._sqlite else " FOR SHARE"
-        row = self.connection.exec_driver_sql(
-            f"SELECT version FROM catalog_versions WHERE name = 'meters'{lock}"
-        ).first()
-        return int(row[0]) if row is not None else 0
-
-    def bump_version(self, name: str) -> None:
-        """A definition changed: caches keyed on this version must reload. For "meters" this
-        also waits for ingests in flight (they hold the row FOR SHARE)."""
-        mark = "?" if self._sqlite else "%s"
-        self.connection.exec_driver_sql(
-            f"INSERT INTO catalog_versions AS v (name, version) VALUES ({mark}, 1) "
-            "ON CONFLICT (name) DO UPDATE SET version = v.version + 1",
-            (name,),
-        )
-
-    def versions(self) -> dict[str, int]:
-        rows = self.connection.exec_driver_sql("SELECT name, version FROM catalog_versions")
-        return {name: int(version) for name, version in rows}
-
     def rolled_meters(self, meters: Sequence[Meter]) -> list[RolledMeter]:
         """`meters` (live ones) paired with the generation of their roll-ups."""
         statuses = self.statuses([m.id for m in meters])

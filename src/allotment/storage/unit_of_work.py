@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import Connection, Engine
 
+from allotment.storage.repositories.base import CHANGES_KEY, DefinitionChanges
+
 if TYPE_CHECKING:
     from allotment.storage.repositories.api_keys import ApiKeyRepository
+    from allotment.storage.repositories.checkpoints import CheckpointRepository
     from allotment.storage.repositories.customers import CustomerRepository
     from allotment.storage.repositories.entitlements import EntitlementRepository
     from allotment.storage.repositories.events import EventRepository
@@ -22,18 +25,30 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.meters import MeterRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.usage import UsageRepository
+    from allotment.storage.repositories.versions import VersionRepository
     from allotment.storage.rollups import RollupRepository
     from allotment.storage.usage_store import UsageStore
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine, *, write: bool) -> None:
+    def __init__(self, engine: Engine, *, write: bool, single_statement: bool = False) -> None:
         self._engine = engine
         self._write = write
+        self._single_statement = single_statement
         self._connection: Connection | None = None
 
     def __enter__(self) -> Self:
         connection = self._engine.connect()
+        if self._single_statement:
+            # One statement is atomic and sees one snapshot by itself: no BEGIN and no
+            # ROLLBACK, so a read that needs one statement costs one round trip. (SQLite's
+            # driver already runs without implicit transactions; only our BEGIN is skipped.)
+            if self._engine.dialect.name == "sqlite":
+                connection = connection.execution_options(sqlite_begin=None)
+            else:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = connection
+            return self
         if self._write and self._engine.dialect.name == "sqlite":
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
         if not self._write and self._engine.dialect.name == "postgresql":
@@ -42,6 +57,7 @@ class UnitOfWork:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
         self._connection = connection
         connection.begin()
+        connection.info[CHANGES_KEY] = DefinitionChanges()
         return self
 
     def __exit__(
@@ -52,6 +68,7 @@ class UnitOfWork:
     ) -> None:
         connection = self.connection
         try:
+            connection.info.pop(CHANGES_KEY, None)
             if connection.in_transaction():
                 connection.rollback()
         finally:
@@ -69,6 +86,10 @@ class UnitOfWork:
         return self._engine.dialect.name
 
     def commit(self) -> None:
+        changes: DefinitionChanges | None = self.connection.info.get(CHANGES_KEY)
+        if changes is not None:
+            self.versions.publish(changes)
+            self.connection.info[CHANGES_KEY] = DefinitionChanges()
         self.connection.commit()
 
     # Repositories share this unit's connection, hence its transaction.
@@ -96,6 +117,18 @@ class UnitOfWork:
         from allotment.storage.repositories.usage import UsageRepository
 
         return UsageRepository(self.connection)
+
+    @cached_property
+    def versions(self) -> VersionRepository:
+        from allotment.storage.repositories.versions import VersionRepository
+
+        return VersionRepository(self.connection)
+
+    @cached_property
+    def checkpoints(self) -> CheckpointRepository:
+        from allotment.storage.repositories.checkpoints import CheckpointRepository
+
+        return CheckpointRepository(self.connection)
 
     @cached_property
     def usage_store(self) -> UsageStore:

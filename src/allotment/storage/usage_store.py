@@ -11,6 +11,7 @@ gives the same answers, only slower.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,9 +33,28 @@ from allotment.errors import InvalidInput
 from allotment.storage.repositories.events import EventRepository
 from allotment.storage.repositories.meters import MeterRepository
 from allotment.storage.repositories.usage import UsageRepository, UsageWindow
-from allotment.storage.rollup_reads import RollupReader, SeriesScope
+from allotment.storage.repositories.versions import VersionRepository
+from allotment.storage.rollup_reads import (
+    Probe,
+    ProbeResult,
+    RollupReader,
+    ScopedRanges,
+    SeriesScope,
+)
 from allotment.storage.rollups import RollupRepository, RollupStatus
 from allotment.storage.types import to_micros
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    """The usage one entitlement needs: windows of a meter over subjects and filters."""
+
+    meter: Meter
+    subjects: Sequence[str]
+    windows: Sequence[UsageWindow]
+    advanced_filters: Mapping[str, StringFilter] | None = None
+    status: RollupStatus | None = None
+    """The meter's ready roll-ups; None reads the raw events."""
 
 
 class UsageStore:
@@ -61,7 +81,7 @@ class UsageStore:
         `meters` are the rolled-up live meters; None reads them (callers that cache them pass
         the list they hold for the version `hold_meters_for_ingest` returned)."""
         if meters is None:
-            self.rollups.hold_meters_for_ingest()
+            VersionRepository(self.connection).hold_meters_for_ingest()
             live = self._raw_meters.list_live_for_event_types(sorted({e.type for e in batch}))
             meters = self.rollups.rolled_meters(live)
         stored = self.events.add_many(batch, received_at, data_texts)
@@ -119,14 +139,61 @@ class UsageStore:
             list(dict.fromkeys(subjects)),
             advanced_filters=advanced_filters,
         )
-        if meter.aggregation is Aggregation.UNIQUE_COUNT:
-            ranges = []
-            for start, end, period_start in windows:
-                ranges.append((period_start, end))
-                ranges.append((period_start, start))
-            values = self.reader.usage_in_ranges(scope, ranges)
-            return [values[2 * i] - values[2 * i + 1] for i in range(len(windows))]
-        return self.reader.usage_in_ranges(scope, [(start, end) for start, end, _ in windows])
+        return _per_window(meter, self.reader.usage_in_ranges(scope, _ranges(meter, windows)))
+
+    def read(
+        self, probe: Probe, requests: Sequence[UsageRequest]
+    ) -> tuple[ProbeResult, list[list[Decimal]]]:
+        """The probe's stamps and every request's usage per window: one statement when every
+        meter's roll-ups are ready (the check-access hot path), one more per meter that is
+        read from raw events."""
+        scoped: list[ScopedRanges] = []
+        placed: list[int | None] = []
+        for request in requests:
+            if request.status is None or not request.subjects or not request.windows:
+                placed.append(None)
+                continue
+            placed.append(len(scoped))
+            scope = SeriesScope(
+                request.meter,
+                request.status.generation,
+                list(dict.fromkeys(request.subjects)),
+                advanced_filters=request.advanced_filters,
+            )
+            scoped.append(ScopedRanges(scope, _ranges(request.meter, request.windows)))
+        result, found = self.reader.read(probe, scoped)
+        usage: list[list[Decimal]] = []
+        for request, position in zip(requests, placed, strict=True):
+            if position is not None:
+                usage.append(_per_window(request.meter, found[position]))
+            else:
+                usage.append(
+                    self.usage_in_windows(
+                        request.meter,
+                        request.subjects,
+                        request.windows,
+                        request.advanced_filters,
+                        status=request.status,
+                    )
+                )
+        return result, usage
+
+    def has_pending_usage_before(
+        self,
+        meter: Meter,
+        subjects: Sequence[str],
+        advanced_filters: Mapping[str, StringFilter] | None,
+        before: datetime,
+    ) -> bool:
+        """Whether usage of these series before `before` has arrived but is not in the
+        roll-ups yet (a checkpoint at `before` may not include it)."""
+        status = self.rollups.statuses([meter.id]).get(meter.id)
+        if status is None or not subjects:
+            return False
+        scope = SeriesScope(
+            meter, status.generation, list(subjects), advanced_filters=advanced_filters
+        )
+        return self.reader.has_pending_usage_before(scope, before)
 
     def aggregate(
         self,
@@ -183,6 +250,24 @@ class UsageStore:
             Grouping(by_subject=False, by_customer=False, keys=(key,)),
         )
         return sorted({b.group_values[0] for b in buckets if b.group_values[0] is not None})
+
+
+def _ranges(meter: Meter, windows: Sequence[UsageWindow]) -> list[tuple[datetime, datetime]]:
+    """The ranges whose usage gives each window's: UNIQUE_COUNT counts the values first seen
+    in the window within its period, `uniq(period_start, end) - uniq(period_start, start)`."""
+    if meter.aggregation is Aggregation.UNIQUE_COUNT:
+        ranges = []
+        for start, end, period_start in windows:
+            ranges.append((period_start, end))
+            ranges.append((period_start, start))
+        return ranges
+    return [(start, end) for start, end, _period_start in windows]
+
+
+def _per_window(meter: Meter, values: Sequence[Decimal]) -> list[Decimal]:
+    if meter.aggregation is Aggregation.UNIQUE_COUNT:
+        return [values[2 * i] - values[2 * i + 1] for i in range(len(values) // 2)]
+    return list(values)
 
 
 def _subject_filter(

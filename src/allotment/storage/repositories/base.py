@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +25,31 @@ def recurrence_of(interval: str | None, anchor: datetime | None) -> Recurrence |
     return Recurrence(Interval.parse(interval), anchor)
 
 
+CHANGES_KEY = "allotment.definition_changes"
+
+
+@dataclass
+class DefinitionChanges:
+    """Definition writes of one transaction; `UnitOfWork.commit` bumps their version stamps
+    once each (storage/repositories/versions.py), so no write can forget to."""
+
+    catalog: bool = False
+    customer_ids: set[str] = field(default_factory=set)
+    entitlement_ids: set[str] = field(default_factory=set)
+    """Customers owning these entitlements changed."""
+
+
 class Repository:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+
+    @property
+    def changes(self) -> DefinitionChanges:
+        """The running unit's record of definition changes."""
+        changes: DefinitionChanges | None = self.connection.info.get(CHANGES_KEY)
+        if changes is None:
+            raise RuntimeError("definitions changed outside a unit of work")
+        return changes
 
     @property
     def dialect(self) -> str:

@@ -119,11 +119,27 @@ class CustomerRepository(Repository):
         if self.dialect == "postgresql":
             self.connection.execute(select(func.pg_advisory_xact_lock(_ATTRIBUTION_LOCK)))
 
+    def hold_attribution(self) -> None:
+        """Keep every customer's usage attribution as it is until commit: shares the lock
+        `lock_attribution` takes exclusively (PostgreSQL; SQLite write units exclude every other
+        writer already)."""
+        if self.dialect == "postgresql":
+            self.connection.execute(select(func.pg_advisory_xact_lock_shared(_ATTRIBUTION_LOCK)))
+
+    def revision(self, customer_id: str) -> int | None:
+        row = self.connection.execute(
+            select(customers.c.revision).where(customers.c.id == customer_id)
+        ).first()
+        return None if row is None else int(row[0])
+
     def add(self, customer: Customer) -> None:
+        self.changes.catalog = True
         self.connection.execute(insert(customers).values(**_values(customer)))
         self._add_subject_keys(customer.id, customer.subject_keys)
 
     def replace(self, customer: Customer) -> None:
+        self.changes.catalog = True
+        self.changes.customer_ids.add(customer.id)
         values = _values(customer)
         del values["id"], values["created_at"]
         self.connection.execute(
@@ -141,6 +157,8 @@ class CustomerRepository(Repository):
         self._add_subject_keys(customer.id, sorted(wanted - current))
 
     def delete(self, customer_id: str, at: datetime) -> None:
+        self.changes.catalog = True
+        self.changes.customer_ids.add(customer_id)
         """Soft-deletes the customer and frees its subject keys for other customers."""
         self.connection.execute(
             update(customers)

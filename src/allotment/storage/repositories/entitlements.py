@@ -81,6 +81,7 @@ _ORDER_COLUMNS = {
 
 class EntitlementRepository(Repository):
     def add(self, entitlement: Entitlement) -> None:
+        self.changes.customer_ids.add(entitlement.customer_id)
         """Insert; a second live entitlement for the customer and feature key is a Conflict.
 
         The partial unique index decides, so two concurrent creates cannot both succeed. The
@@ -101,6 +102,16 @@ class EntitlementRepository(Repository):
             select(entitlements).where(entitlements.c.id == entitlement_id)
         ).first()
         return None if row is None else _to_entitlement(row)
+
+    def hold(self, entitlement_id: str) -> None:
+        """Keep the entitlement's writers out until commit (a read lock: PostgreSQL FOR SHARE;
+        SQLite write units exclude every other writer already)."""
+        if self.dialect == "postgresql":
+            self.connection.execute(
+                select(entitlements.c.id)
+                .where(entitlements.c.id == entitlement_id)
+                .with_for_update(read=True)
+            )
 
     def lock(self, entitlement_id: str) -> None:
         """Serialise writers of one entitlement (grants, resets, voids, deletes) until commit.
@@ -146,6 +157,28 @@ class EntitlementRepository(Repository):
                 return entitlement
         return None
 
+    def for_customer_feature(self, customer_id: str, feature_key: str) -> list[Entitlement]:
+        """Every entitlement the customer ever had for this feature key, latest start first
+        (the first active at an instant is the one that answers for it)."""
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(
+                entitlements.c.customer_id == customer_id,
+                entitlements.c.feature_key == feature_key,
+            )
+            .order_by(entitlements.c.active_from.desc(), entitlements.c.id.desc())
+        )
+        return [_to_entitlement(row) for row in rows]
+
+    def of_customer(self, customer_id: str) -> list[Entitlement]:
+        """Every entitlement of the customer, ended ones included."""
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(entitlements.c.customer_id == customer_id)
+            .order_by(entitlements.c.feature_key, entitlements.c.created_at)
+        )
+        return [_to_entitlement(row) for row in rows]
+
     def active_for_customer(self, customer_id: str, at: datetime) -> list[Entitlement]:
         rows = self.connection.execute(
             select(entitlements)
@@ -155,6 +188,7 @@ class EntitlementRepository(Repository):
         return [e for e in map(_to_entitlement, rows) if e.active_at(at)]
 
     def end(self, entitlement_id: str, at: datetime) -> None:
+        self.changes.entitlement_ids.add(entitlement_id)
         """Delete (end) an entitlement at `at`; the row stays for history."""
         self.connection.execute(
             update(entitlements)
@@ -218,6 +252,7 @@ class EntitlementRepository(Repository):
     def add_reset(
         self, reset_id: str, entitlement_id: str, reset: ManualReset, at: datetime
     ) -> None:
+        self.changes.entitlement_ids.add(entitlement_id)
         self.connection.execute(
             insert(usage_resets).values(
                 id=reset_id,

@@ -69,6 +69,7 @@ _ORDER_COLUMNS = {
 
 class FeatureRepository(Repository):
     def add_if_key_free(self, feature: Feature) -> bool:
+        self.changes.catalog = True
         """Inserts unless a live feature already has the key; True when inserted.
 
         ON CONFLICT rather than check-then-insert, so two creates racing for one key end in one
@@ -108,6 +109,7 @@ class FeatureRepository(Repository):
         return None if row is None else _to_feature(row)
 
     def archive(self, feature_id: str, at: datetime) -> None:
+        self.changes.catalog = True
         self.connection.execute(
             update(features)
             .where(features.c.id == feature_id, features.c.archived_at.is_(None))

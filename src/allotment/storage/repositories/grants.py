@@ -50,6 +50,7 @@ _ORDER_COLUMNS = {
 
 class GrantRepository(Repository):
     def add(self, grant: GrantRecord) -> None:
+        self.changes.entitlement_ids.add(grant.entitlement_id)
         self.connection.execute(
             insert(grants).values(
                 id=grant.id,
@@ -92,6 +93,11 @@ class GrantRepository(Repository):
         return result
 
     def void(self, grant_id: str, at: datetime, updated_at: datetime) -> None:
+        self.changes.entitlement_ids.update(
+            self.connection.execute(
+                select(grants.c.entitlement_id).where(grants.c.id == grant_id)
+            ).scalars()
+        )
         self.connection.execute(
             update(grants)
             .where(grants.c.id == grant_id)
@@ -99,6 +105,7 @@ class GrantRepository(Repository):
         )
 
     def delete_for_entitlement(self, entitlement_id: str, at: datetime) -> None:
+        self.changes.entitlement_ids.add(entitlement_id)
         """Deleting an entitlement ends its grants at the same instant."""
         self.connection.execute(
             update(grants)

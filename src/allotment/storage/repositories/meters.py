@@ -55,6 +55,7 @@ class MeterRepository(Repository):
     # Definitions
 
     def add(self, meter: Meter) -> None:
+        self.changes.catalog = True
         """Raises Conflict when a live meter already has the slug (also under a race)."""
         try:
             with self.connection.begin_nested():
@@ -138,6 +139,7 @@ class MeterRepository(Repository):
         return [_to_meter(row) for row in self.connection.execute(query.order_by(meters.c.slug))]
 
     def update(self, meter: Meter) -> None:
+        self.changes.catalog = True
         """Store the mutable fields: name, description, metadata, group-by, updated_at."""
         self.connection.execute(
             update(meters)
@@ -152,6 +154,7 @@ class MeterRepository(Repository):
         )
 
     def delete(self, meter_id: str, at: datetime) -> None:
+        self.changes.catalog = True
         self.connection.execute(
             update(meters)
             .where(meters.c.id == meter_id, meters.c.deleted_at.is_(None))

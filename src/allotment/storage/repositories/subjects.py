@@ -70,6 +70,7 @@ class SubjectRepository(Repository):
         return set(self.connection.execute(query).scalars())
 
     def add_if_absent(self, subject: Subject) -> bool:
+        self.changes.catalog = True
         """Inserts unless a live subject already has the key; True when inserted.
 
         ON CONFLICT instead of check-then-insert: two transactions creating the same key at once
@@ -88,11 +89,13 @@ class SubjectRepository(Repository):
         return self.connection.execute(statement).first() is not None
 
     def update(self, subject: Subject) -> None:
+        self.changes.catalog = True
         values = _values(subject)
         del values["id"], values["created_at"]
         self.connection.execute(update(subjects).where(subjects.c.id == subject.id).values(values))
 
     def delete(self, subject_id: str, at: datetime) -> None:
+        self.changes.catalog = True
         self.connection.execute(
             update(subjects)
             .where(subjects.c.id == subject_id, subjects.c.deleted_at.is_(None))

@@ -1,0 +1,209 @@
+"""Maintenance: the work that keeps reads cheap, never the work that keeps them right.
+
+Every read is exact without any of this (roll-ups plus pending deltas, raw events for meters not
+backfilled yet, runs from measurement start without checkpoints); maintenance only makes reads
+touch fewer rows:
+
+- **compaction** folds pending deltas into the roll-ups at every level and drops the
+  checkpoints that late usage among them invalidates;
+- **backfill** rolls up the events stored before a meter (or its current group-by) existed;
+- **checkpoints** save the engine state of entitlements whose reads asked for one (a read
+  resumes from the newest valid checkpoint);
+- **clean-up** removes series of old generations.
+
+One maintenance transaction runs at a time across every process (storage/rollups.py). A server
+runs a `MaintenanceWorker` thread; `allotment maintenance` runs the same work from the command
+line, and tests call `run_until_idle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from allotment.domain.burn import initial_state, plan_usage_windows, run
+from allotment.domain.entitlements import Entitlement
+from allotment.domain.snapshots import DEFAULT_GRACE, checkpoint_instant, may_save
+from allotment.services.context import ServiceContext
+from allotment.services.metered_inputs import checkpoint_start, metered_inputs, usage_in
+from allotment.storage import UnitOfWork
+from allotment.storage.types import to_micros
+
+log = logging.getLogger(__name__)
+
+COMPACT_CHUNK = 5_000
+"""Deltas folded per transaction: short enough not to hold SQLite's write lock for long."""
+BACKFILL_SEQ_SPAN = 20_000
+"""Event seq values a backfill transaction covers."""
+STALE_SERIES_CHUNK = 2_000
+
+
+@dataclass
+class MaintenanceReport:
+    compacted: int = 0
+    backfilled: int = 0
+    checkpoints: int = 0
+    dropped: int = 0
+
+    @property
+    def did_work(self) -> bool:
+        return bool(self.compacted or self.backfilled or self.checkpoints or self.dropped)
+
+    def add(self, other: MaintenanceReport) -> None:
+        self.compacted += other.compacted
+        self.backfilled += other.backfilled
+        self.checkpoints += other.checkpoints
+        self.dropped += other.dropped
+
+
+def compact(context: ServiceContext, limit: int = COMPACT_CHUNK) -> int:
+    """Fold up to `limit` pending deltas; returns how many were folded."""
+    now = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        if not uow.rollups.try_lock_maintenance():
+            return 0
+        changed = uow.rollups.compact(limit)
+        if not changed:
+            return 0
+        # Only usage older than the grace window can precede a checkpoint (they are saved at
+        # least that far in the past).
+        cutoff = to_micros(now - DEFAULT_GRACE)
+        late = [(series, minute) for series, minute in changed if minute < cutoff]
+        uow.checkpoints.delete_for_late_usage(late)
+        uow.commit()
+        return len(changed)
+
+
+def backfill(context: ServiceContext, span: int = BACKFILL_SEQ_SPAN) -> int:
+    """One step of the oldest pending backfill; returns how many seq values it covered."""
+    with context.database.unit_of_work(write=True) as uow:
+        if not uow.rollups.try_lock_maintenance():
+            return 0
+        pending = uow.rollups.pending_backfills()
+        if not pending:
+            return 0
+        status = pending[0]
+        meter = uow.meters.get(status.meter_id)
+        assert meter is not None  # meter_rollups rows reference meters, never removed
+        done = uow.rollups.backfill(meter, status, span)
+        uow.commit()
+        if done.ready:
+            log.info("roll-ups of meter %s are complete", meter.slug)
+        return done.backfill_next_seq - status.backfill_next_seq
+
+
+def drop_stale_series(context: ServiceContext, limit: int = STALE_SERIES_CHUNK) -> int:
+    with context.database.unit_of_work(write=True) as uow:
+        if not uow.rollups.try_lock_maintenance():
+            return 0
+        dropped = uow.rollups.drop_stale_series(limit)
+        uow.commit()
+        return dropped
+
+
+def save_checkpoints(context: ServiceContext, entitlement_ids: Iterable[str]) -> int:
+    """Save, for each entitlement, the newest checkpoint the rules allow; returns how many."""
+    saved = 0
+    for entitlement_id in entitlement_ids:
+        now = context.clock()
+        with context.database.unit_of_work(write=True) as uow:
+            if not uow.rollups.try_lock_maintenance():
+                context.caches.request_checkpoint(entitlement_id)  # try again later
+                continue
+            if _save_checkpoint(uow, entitlement_id, now):
+                uow.commit()
+                saved += 1
+    return saved
+
+
+def _save_checkpoint(uow: UnitOfWork, entitlement_id: str, now: datetime) -> bool:
+    # Held until commit: every write that invalidates checkpoints takes one of these locks
+    # first (lock_entitlement, lock_attribution), so none can slip in between this read of
+    # grants, resets and attribution and the save.
+    uow.customers.hold_attribution()
+    uow.entitlements.hold(entitlement_id)
+    entitlement = uow.entitlements.get(entitlement_id)
+    if entitlement is None or not entitlement.is_metered:
+        return False
+    customer = uow.customers.get(entitlement.customer_id)
+    if customer is None:
+        return False
+    inputs = metered_inputs(uow, customer, [entitlement]).get(entitlement.id)
+    if inputs is None or inputs.meter.is_deleted:
+        return False  # a deleted meter's late events are not tracked: never checkpoint it
+    terms, grants = inputs.terms, inputs.grants
+    until = _last_active_minute(entitlement, now)
+    start = checkpoint_start(uow, inputs, until) or initial_state(terms, grants)
+    instant = checkpoint_instant(terms, start_at=start.at, until=until, now=now)
+    if instant is None:
+        return False
+    windows = plan_usage_windows(terms, grants, start, instant)
+    state = run(terms, grants, start, instant, usage_in(uow, inputs, windows)).state
+    if not may_save(terms, state, now):
+        return False
+    uow.checkpoints.save(entitlement.id, state, now)
+    return True
+
+
+def _last_active_minute(entitlement: Entitlement, now: datetime) -> datetime:
+    end = entitlement.ends_at
+    return now if end is None or end > now else end
+
+
+def run_once(context: ServiceContext) -> MaintenanceReport:
+    report = MaintenanceReport(compacted=compact(context))
+    report.backfilled = backfill(context)
+    requested = context.caches.take_checkpoint_requests()
+    if requested:
+        report.checkpoints = save_checkpoints(context, requested)
+    if not report.did_work:
+        report.dropped = drop_stale_series(context)
+    return report
+
+
+def run_until_idle(context: ServiceContext, rounds_max: int = 100_000) -> MaintenanceReport:
+    """Maintenance until nothing is left to do (tests, `allotment maintenance`)."""
+    total = MaintenanceReport()
+    for _ in range(rounds_max):
+        report = run_once(context)
+        total.add(report)
+        if not report.did_work:
+            break
+    return total
+
+
+class MaintenanceWorker:
+    """A daemon thread running maintenance: at once after ingests wake it, else every
+    `interval` seconds."""
+
+    def __init__(self, context: ServiceContext, interval: timedelta) -> None:
+        self._context = context
+        self._interval = interval.total_seconds()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="allotment-maintenance", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._context.caches.wake_maintenance()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        wake = self._context.caches.maintenance_wanted
+        while not self._stop.is_set():
+            try:
+                report = run_once(self._context)
+            except Exception:  # a failing step must not end the thread; the next round retries
+                log.exception("maintenance step failed")
+                report = MaintenanceReport()
+            if report.did_work:
+                continue
+            wake.wait(self._interval)
+            wake.clear()

@@ -1,0 +1,126 @@
+"""Storage for balance checkpoints: saved engine states of metered entitlements.
+
+A checkpoint row is immutable; it is only ever deleted, by the writes that make it wrong
+(domain/snapshots.py `invalid_from`): grants, voids, resets and attribution changes in their
+own transactions, late usage when maintenance folds it into the roll-ups. Until then a read
+also refuses a checkpoint when usage before it is still waiting in `usage_deltas`
+(`has_pending_usage_before`), so a checkpoint is never used while something it missed exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from allotment.domain.burn import EngineState
+from allotment.storage.repositories.base import Repository
+from allotment.storage.types import from_micros, to_micros
+
+
+def state_to_text(state: EngineState) -> str:
+    return orjson.dumps(
+        {
+            "grant_balances": {k: str(v) for k, v in state.grant_balances.items()},
+            "overage": str(state.overage),
+            "period_usage": str(state.period_usage),
+            "period_grant_usage": str(state.period_grant_usage),
+            "period_start": to_micros(state.period_start),
+        }
+    ).decode()
+
+
+def state_of_text(at: datetime, text: str) -> EngineState:
+    fields: dict[str, Any] = orjson.loads(text)
+    return EngineState(
+        at=at,
+        grant_balances={k: Decimal(v) for k, v in fields["grant_balances"].items()},
+        overage=Decimal(fields["overage"]),
+        period_usage=Decimal(fields["period_usage"]),
+        period_grant_usage=Decimal(fields["period_grant_usage"]),
+        period_start=from_micros(int(fields["period_start"])),
+    )
+
+
+class CheckpointRepository(Repository):
+    def _mark(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+    def save(self, entitlement_id: str, state: EngineState, created_at: datetime) -> None:
+        mark = self._mark()
+        self.connection.exec_driver_sql(
+            "INSERT INTO balance_checkpoints (entitlement_id, at, state, created_at) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
+            (entitlement_id, to_micros(state.at), state_to_text(state), to_micros(created_at)),
+        )
+
+    def newest(self, entitlement_id: str, at_most: datetime) -> EngineState | None:
+        """The latest checkpoint at or before `at_most`."""
+        mark = self._mark()
+        row = self.connection.exec_driver_sql(
+            "SELECT at, state FROM balance_checkpoints WHERE entitlement_id = "
+            f"{mark} AND at <= {mark} ORDER BY at DESC LIMIT 1",
+            (entitlement_id, to_micros(at_most)),
+        ).first()
+        return None if row is None else state_of_text(from_micros(int(row[0])), row[1])
+
+    def at_or_before(self, entitlement_id: str, at_most: datetime) -> list[datetime]:
+        """The instants of every checkpoint at or before `at_most`, newest first."""
+        mark = self._mark()
+        rows = self.connection.exec_driver_sql(
+            "SELECT at FROM balance_checkpoints WHERE entitlement_id = "
+            f"{mark} AND at <= {mark} ORDER BY at DESC",
+            (entitlement_id, to_micros(at_most)),
+        )
+        return [from_micros(int(at)) for (at,) in rows]
+
+    def get(self, entitlement_id: str, at: datetime) -> EngineState | None:
+        mark = self._mark()
+        row = self.connection.exec_driver_sql(
+            f"SELECT state FROM balance_checkpoints WHERE entitlement_id = {mark} AND at = {mark}",
+            (entitlement_id, to_micros(at)),
+        ).first()
+        return None if row is None else state_of_text(at, row[0])
+
+    def delete_from(self, entitlement_id: str, first_invalid: datetime) -> None:
+        """Drop every checkpoint at or after `first_invalid` (`snapshots.invalid_from`)."""
+        mark = self._mark()
+        self.connection.exec_driver_sql(
+            f"DELETE FROM balance_checkpoints WHERE entitlement_id = {mark} AND at >= {mark}",
+            (entitlement_id, to_micros(first_invalid)),
+        )
+
+    def delete_for_customer(self, customer_id: str) -> None:
+        """Drop every checkpoint of the customer's entitlements (its usage attribution
+        changed, so every past balance may differ)."""
+        mark = self._mark()
+        self.connection.exec_driver_sql(
+            "DELETE FROM balance_checkpoints WHERE entitlement_id IN "
+            f"(SELECT id FROM entitlements WHERE customer_id = {mark})",
+            (customer_id,),
+        )
+
+    def delete_for_late_usage(self, changes: Sequence[tuple[int, int]]) -> None:
+        """Late usage was folded into the roll-ups: for each `(series_id, minute)`, drop the
+        checkpoints after that minute of every entitlement the series' usage may count for
+        (the feature reads the series' meter and the customer owns its subject; a wider set
+        than needed only costs a recomputation)."""
+        if not changes:
+            return
+        mark = self._mark()
+        self.connection.exec_driver_sql(
+            "DELETE FROM balance_checkpoints WHERE at > "
+            f"{mark} AND entitlement_id IN ("
+            "SELECT e.id FROM usage_series AS s "
+            "JOIN meters AS m ON m.id = s.meter_id "
+            "JOIN features AS f ON f.meter_slug = m.slug "
+            "JOIN entitlements AS e ON e.feature_id = f.id "
+            f"WHERE s.id = {mark} AND (e.customer_id IN "
+            "(SELECT c.id FROM customers AS c WHERE c.key = s.subject) OR e.customer_id IN "
+            "(SELECT cs.customer_id FROM customer_subjects AS cs "
+            "WHERE cs.subject_key = s.subject)))",
+            [(minute, series_id) for series_id, minute in changes],
+        )
