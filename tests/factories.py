@@ -69,8 +69,11 @@ def meter(
 
 
 def save_meter(database: Database, definition: Meter) -> Meter:
+    """Stores the meter as the meter service does: with its roll-ups (a live one)."""
     with database.unit_of_work(write=True) as uow:
         uow.meters.add(definition)
+        if not definition.is_deleted:
+            uow.rollups.start(definition)
         uow.commit()
     return definition
 

@@ -16,3 +16,10 @@ class Settings(BaseSettings):
     # PostgreSQL connections each process keeps open (as many again may open under load);
     # a SQLite file keeps SQLAlchemy's default pool whatever this says.
     pool_size: int = 10
+    # How often each server process looks for maintenance work (roll-up compaction, meter
+    # backfills, checkpoints) when no ingest has woken it; 0 turns the in-server worker off
+    # (then run `allotment maintenance` yourself, or reads stay exact but grow slower).
+    maintenance_interval_seconds: float = 1.0
+    # How long a server process trusts an API key it has checked before asking the database
+    # again: a key revoked by another process (or the CLI) stops working within this time.
+    api_key_cache_seconds: float = 5.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.security import HTTPBearer
@@ -13,7 +14,9 @@ from allotment.api import problems
 from allotment.api.deps import authenticate, refuse_unstorable_parameters
 from allotment.api.openapi import build_openapi
 from allotment.api.routes import ROUTERS, health
+from allotment.services.caches import ServiceCaches
 from allotment.services.context import ServiceContext
+from allotment.services.maintenance import MaintenanceWorker
 from allotment.settings import Settings
 from allotment.storage import Database
 
@@ -28,13 +31,24 @@ def create_app(
     settings = settings or Settings()
     if context is None:
         context = ServiceContext(
-            database=Database(settings.database_url, pool_size=settings.pool_size)
+            database=Database(settings.database_url, pool_size=settings.pool_size),
+            caches=ServiceCaches(api_key_seconds=settings.api_key_cache_seconds),
         )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        context.database.dispose()
+        worker = None
+        if settings.maintenance_interval_seconds > 0:
+            worker = MaintenanceWorker(
+                context, timedelta(seconds=settings.maintenance_interval_seconds)
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            context.database.dispose()
 
     app = FastAPI(
         title="Allotment",

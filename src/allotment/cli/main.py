@@ -48,6 +48,22 @@ def migrate() -> None:
 
 
 @app.command()
+def maintenance() -> None:
+    """Fold pending usage into the roll-ups, finish meter backfills, drop stale series.
+
+    Runs until nothing is left. Servers do this on their own every
+    ALLOTMENT_MAINTENANCE_INTERVAL_SECONDS; this is for servers run with it at 0."""
+    from allotment.services.maintenance import run_until_idle
+
+    report = run_until_idle(STATE.context)
+    typer.echo(
+        f"folded {report.compacted} series deltas, backfilled {report.backfilled} event "
+        f"positions, dropped {report.dropped} stale series",
+        err=True,
+    )
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,

@@ -61,17 +61,22 @@ def revoke_key(context: ServiceContext, id_or_prefix: str) -> ApiKey:
             raise InvalidInput(f"{id_or_prefix!r} matches several keys; use the id", field="key")
         uow.api_keys.revoke(matches[0].id, context.clock())
         uow.commit()
-        return matches[0]
+    context.caches.forget_api_keys()
+    return matches[0]
 
 
 def authenticate(context: ServiceContext, secret: str | None, action: Action) -> ApiKey:
     """The key behind a Bearer token, if it may perform `action`."""
     if not secret:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    with context.database.unit_of_work() as uow:
-        key = uow.api_keys.find_active_by_hash(hash_secret(secret))
+    key_hash = hash_secret(secret)
+    key = context.caches.api_key(key_hash)
     if key is None:
-        raise Unauthenticated("invalid or revoked API key")
+        with context.database.single_statement() as uow:
+            key = uow.api_keys.find_active_by_hash(key_hash)
+        if key is None:
+            raise Unauthenticated("invalid or revoked API key")
+        context.caches.remember_api_key(key_hash, key)
     if not scope_allows(key.scope, action):
         raise Forbidden(f"a key with scope '{key.scope.value}' may not {action.value}")
     return key

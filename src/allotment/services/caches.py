@@ -9,10 +9,12 @@ processes: at worst it costs one more round trip after a write.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from allotment.domain.api_keys import ApiKey
 from allotment.domain.rollups import RolledMeter
 from allotment.storage import UnitOfWork
 
@@ -42,6 +44,28 @@ class ServiceCaches:
     checkpoint); the maintenance worker waits on it."""
 
     _definitions: dict[CacheKey, Any] = field(default_factory=dict)
+    api_key_seconds: float = 5.0
+    """How long a checked API key is trusted without asking the database again: a key revoked
+    through another process stops working within this time (at once in this process)."""
+    _api_keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict)
+
+    def api_key(self, key_hash: str) -> ApiKey | None:
+        found = self._api_keys.get(key_hash)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def remember_api_key(self, key_hash: str, key: ApiKey) -> None:
+        if self.api_key_seconds <= 0:
+            return
+        with self._lock:
+            if len(self._api_keys) >= DEFINITIONS_CACHED_MAX:
+                self._api_keys.clear()
+            self._api_keys[key_hash] = (key, time.monotonic() + self.api_key_seconds)
+
+    def forget_api_keys(self) -> None:
+        with self._lock:
+            self._api_keys.clear()
 
     def definitions(self, key: CacheKey) -> Any:
         """Definitions a read cached under `key` (checked against their stamps before use)."""

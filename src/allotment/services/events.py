@@ -44,6 +44,8 @@ def ingest(
         meters = context.caches.rolled_meters(uow, version, [e.type for e in batch])
         stored = uow.usage_store.ingest(batch, received_at, meters=meters, data_texts=data_texts)
         uow.commit()
+    if stored:
+        context.caches.wake_maintenance()  # fold the new deltas soon
     return stored
 
 

@@ -132,8 +132,8 @@ def _save_checkpoint(uow: UnitOfWork, entitlement_id: str, now: datetime) -> boo
     if customer is None:
         return False
     inputs = metered_inputs(uow, customer, [entitlement]).get(entitlement.id)
-    if inputs is None or inputs.meter.is_deleted:
-        return False  # a deleted meter's late events are not tracked: never checkpoint it
+    if inputs is None or not uow.usage_store.tracks_late_usage(inputs.meter):
+        return False  # late events of the meter would go unseen: never checkpoint it
     terms, grants = inputs.terms, inputs.grants
     until = _last_active_minute(entitlement, now)
     start = checkpoint_start(uow, inputs, until) or initial_state(terms, grants)

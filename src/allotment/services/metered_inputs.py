@@ -126,8 +126,8 @@ def checkpoint_start(
 ) -> EngineState | None:
     """The newest checkpoint of the entitlement at or before `at_most` that a run may start
     from: none is used while usage before it still waits in the deltas (the checkpoint may
-    have missed it), and none for a deleted meter (its late events are not tracked)."""
-    if inputs.meter.is_deleted:
+    have missed it), and none for a meter whose late events are not tracked (a deleted one)."""
+    if not uow.usage_store.tracks_late_usage(inputs.meter):
         return None
     entitlement_id = inputs.entitlement.id
     for at in uow.checkpoints.at_or_before(entitlement_id, at_most):

@@ -178,6 +178,12 @@ class UsageStore:
                 )
         return result, usage
 
+    def tracks_late_usage(self, meter: Meter) -> bool:
+        """Whether every event of the meter that arrives from now on is written to the deltas
+        (a live meter with roll-ups, complete or not), so late usage is seen and checkpoints
+        of its entitlements can be trusted."""
+        return not meter.is_deleted and meter.id in self.rollups.statuses([meter.id])
+
     def has_pending_usage_before(
         self,
         meter: Meter,
