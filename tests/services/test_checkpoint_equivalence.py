@@ -1,0 +1,285 @@
+"""Checkpoints never change a value, on both databases.
+
+Random histories of usage (late events included), grants, voids and resets, with checkpoints
+saved at random points, compaction at random points and random subsets of the checkpoints
+thrown away: after every step, the value read through the check-access service (caches,
+checkpoints, roll-ups and all) equals the value computed from measurement start over the raw
+events with no checkpoint at all, at the present and at earlier instants. The same history is
+read once more with every checkpoint kept and once with none left.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from allotment.domain.access import metered_value, plan_metered_read
+from allotment.domain.grant_requests import GrantDefaults
+from allotment.errors import InvalidInput
+from allotment.services import (
+    customers,
+    entitlement_resets,
+    entitlement_values,
+    entitlements,
+    grants,
+    maintenance,
+)
+from allotment.services.caches import ServiceCaches
+from allotment.services.context import ServiceContext
+from allotment.services.entitlement_owners import CustomerOwner
+from allotment.services.metered_inputs import metered_inputs
+from allotment.storage import Database
+from tests.conftest import SettableClock, _clean
+from tests.factories import grant, make_customer, make_feature, make_meter, metered, send_usage
+
+START = datetime(2024, 5, 1, tzinfo=UTC)
+ACME = CustomerOwner("acme")
+EXAMPLES = int(os.environ.get("ALLOTMENT_CHECKPOINT_EXAMPLES", "10"))
+
+
+@dataclass(frozen=True)
+class Usage:
+    minutes_ago: int
+    tenths: int
+
+
+@dataclass(frozen=True)
+class AddGrant:
+    amount: int
+    priority: int
+    delay_minutes: int
+    expires_hours: int | None
+    back_minutes: int  # effective in the past (within the period), which invalidates
+
+
+@dataclass(frozen=True)
+class Void:
+    pick: int
+    back_minutes: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    back_minutes: int
+
+
+@dataclass(frozen=True)
+class SaveCheckpoint:
+    pass
+
+
+@dataclass(frozen=True)
+class Compact:
+    limit: int
+
+
+@dataclass(frozen=True)
+class DropSome:
+    seed: int
+
+
+Step = Usage | AddGrant | Void | Reset | SaveCheckpoint | Compact | DropSome
+
+step_strategy = st.one_of(
+    st.builds(Usage, st.integers(0, 400), st.integers(0, 500)),
+    st.builds(
+        AddGrant,
+        st.integers(1, 200),
+        st.integers(1, 3),
+        st.integers(0, 30),
+        st.none() | st.integers(1, 5),
+        st.integers(0, 120),
+    ),
+    st.builds(Void, st.integers(0, 9), st.integers(0, 60)),
+    st.builds(Reset, st.integers(0, 60)),
+    st.just(SaveCheckpoint()),
+    st.just(SaveCheckpoint()),
+    st.builds(Compact, st.integers(1, 20)),
+    st.builds(DropSome, st.integers(0, 10**6)),
+)
+histories = st.lists(st.tuples(st.integers(1, 120), step_strategy), min_size=1, max_size=16)
+
+
+def _from_scratch(context: ServiceContext, at: datetime) -> tuple[object, ...]:
+    """The value at `at` from measurement start over raw events, no checkpoint."""
+    with context.database.unit_of_work() as uow:
+        customer = uow.customers.get_live_by_key("acme")
+        assert customer is not None
+        entitlement = uow.entitlements.for_customer_feature_at(customer.id, "ai_tokens", at)
+        assert entitlement is not None
+        inputs = metered_inputs(uow, customer, [entitlement])[entitlement.id]
+        windows = plan_metered_read(inputs.terms, inputs.grants, at)
+        values = uow.usage.usage_in_windows(
+            inputs.meter,
+            inputs.subject_keys,
+            {},
+            [(w.start, w.end, w.period_start) for w in windows],
+            advanced_filters=inputs.group_filters,
+        )
+        value, _run = metered_value(
+            inputs.terms, inputs.grants, at, dict(zip(windows, values, strict=True))
+        )
+    return _shape(value)
+
+
+def _shape(value: entitlement_values.EntitlementValue) -> tuple[object, ...]:
+    return (
+        value.has_access,
+        value.balance,
+        value.usage,
+        value.overage,
+        value.total_available_grant_amount,
+        dict(value.grant_balances or {}),
+    )
+
+
+def _served(context: ServiceContext, at: datetime) -> tuple[object, ...]:
+    return _shape(entitlement_values.entitlement_value(context, ACME, "ai_tokens", at))
+
+
+def _check(context: ServiceContext, clock: SettableClock) -> None:
+    with context.database.unit_of_work() as uow:
+        stored = uow.connection.exec_driver_sql("SELECT count(*) FROM balance_checkpoints").scalar()
+    event(f"checkpoints stored when read: {min(int(stored or 0), 3)}")
+    now = clock()
+    for at in {now, now - timedelta(minutes=7), now - timedelta(hours=3, seconds=20)}:
+        if at < START:
+            continue
+        assert _served(context, at) == _from_scratch(context, at), at
+
+
+def _apply(context: ServiceContext, clock: SettableClock, step: Step, live: list[str]) -> None:
+    now = clock().replace(second=0, microsecond=0)
+    period_start = max(START, now - timedelta(hours=24))
+    if isinstance(step, Usage):
+        at = max(START, now - timedelta(minutes=step.minutes_ago)) + timedelta(seconds=13)
+        send_usage(context, str(Decimal(step.tenths) / 10), at)
+    elif isinstance(step, AddGrant):
+        effective = max(period_start, now - timedelta(minutes=step.back_minutes))
+        effective += timedelta(minutes=step.delay_minutes)
+        expiration = None if step.expires_hours is None else ("HOUR", step.expires_hours)
+        request = grant(step.amount, effective, expiration=expiration, priority=step.priority)
+        try:
+            view = grants.create_grant(context, ACME, "ai_tokens", request, GrantDefaults.V2)
+        except InvalidInput:
+            return  # before the current period (a reset moved it): refused, nothing changes
+        live.append(view.grant.id)
+    elif isinstance(step, Void) and live:
+        grant_id = live.pop(step.pick % len(live))
+        try:
+            grants.void_grant(context, grant_id, now - timedelta(minutes=step.back_minutes))
+        except InvalidInput:
+            return
+    elif isinstance(step, Reset):
+        try:
+            entitlement_resets.reset_entitlement(
+                context, ACME, "ai_tokens", effective_at=now - timedelta(minutes=step.back_minutes)
+            )
+        except InvalidInput:
+            return
+    elif isinstance(step, SaveCheckpoint):
+        with context.database.unit_of_work() as uow:
+            customer = uow.customers.get_live_by_key("acme")
+            assert customer is not None
+            entitlement = uow.entitlements.live_for_customer_feature(customer.id, "ai_tokens")
+            assert entitlement is not None
+        saved = maintenance.save_checkpoints(context, [entitlement.id])
+        event(f"checkpoint saved: {bool(saved)}")
+    elif isinstance(step, Compact):
+        maintenance.compact(context, limit=step.limit)
+    elif isinstance(step, DropSome):
+        chooser = random.Random(step.seed)
+        with context.database.unit_of_work(write=True) as uow:
+            rows = uow.connection.exec_driver_sql(
+                "SELECT entitlement_id, at FROM balance_checkpoints"
+            ).all()
+            doomed = [row for row in rows if chooser.random() < 0.5]
+            for entitlement_id, at in doomed:
+                uow.connection.exec_driver_sql(
+                    "DELETE FROM balance_checkpoints WHERE entitlement_id = "
+                    + ("?" if uow.dialect == "sqlite" else "%s")
+                    + " AND at = "
+                    + ("?" if uow.dialect == "sqlite" else "%s"),
+                    (entitlement_id, at),
+                )
+            uow.commit()
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=histories, issue=st.none() | st.integers(1, 300))
+def test_values_with_and_without_checkpoints_are_identical(
+    database: Database, history: list[tuple[int, Step]], issue: int | None
+) -> None:
+    _clean(database)
+    clock = SettableClock(START)
+    context = ServiceContext(database=database, clock=clock)
+    make_meter(context)
+    make_feature(context)
+    make_customer(context)
+    entitlements.create_entitlement(
+        context,
+        ACME,
+        metered(interval="DAY", anchor=START, issue_after_reset=issue, measure_usage_from=START),
+    )
+    live: list[str] = []
+    for advance, step in history:
+        clock.advance(timedelta(minutes=advance))
+        _apply(context, clock, step, live)
+        _check(context, clock)
+        # A second process (empty caches) over the same database reads the same.
+        other = ServiceContext(database=database, clock=clock, caches=ServiceCaches())
+        _check(other, clock)
+    # Every checkpoint the rules allow, then none at all: still the same values.
+    _apply(context, clock, SaveCheckpoint(), live)
+    maintenance.run_until_idle(context)
+    _check(context, clock)
+    with database.unit_of_work(write=True) as uow:
+        uow.connection.exec_driver_sql("DELETE FROM balance_checkpoints")
+        uow.commit()
+    _check(context, clock)
+    _check(ServiceContext(database=database, clock=clock), clock)
+
+
+def test_a_late_event_before_a_checkpoint_counts_at_once_and_after_compaction(
+    database: Database,
+) -> None:
+    clock = SettableClock(START + timedelta(hours=6))
+    context = ServiceContext(database=database, clock=clock)
+    make_meter(context)
+    make_feature(context)
+    make_customer(context)
+    entitlements.create_entitlement(
+        context, ACME, metered(interval="DAY", anchor=START, issue_after_reset=1000)
+    )
+    send_usage(context, 100, START + timedelta(hours=1))
+    assert entitlement_values.entitlement_value(context, ACME, "ai_tokens").balance == 900
+    with database.unit_of_work() as uow:
+        entitlement_id = uow.connection.exec_driver_sql("SELECT id FROM entitlements").scalar()
+    assert maintenance.save_checkpoints(context, [entitlement_id]) == 1
+    with database.unit_of_work() as uow:
+        [at] = [
+            row[0] for row in uow.connection.exec_driver_sql("SELECT at FROM balance_checkpoints")
+        ]
+    # The checkpoint sits five minutes back (the grace window) and holds the 100 used.
+    assert at == int((START + timedelta(hours=5, minutes=55)).timestamp() * 1_000_000)
+    # An event three hours late lands before the checkpoint: the very next read counts it.
+    send_usage(context, 50, START + timedelta(hours=3))
+    assert entitlement_values.entitlement_value(context, ACME, "ai_tokens").balance == 850
+    # Compaction folds it and drops the checkpoint it invalidated; still 850.
+    assert maintenance.compact(context) > 0
+    with database.unit_of_work() as uow:
+        assert (
+            uow.connection.exec_driver_sql("SELECT count(*) FROM balance_checkpoints").scalar() == 0
+        )
+    assert entitlement_values.entitlement_value(context, ACME, "ai_tokens").balance == 850
+    assert customers  # the customer service stays importable for fixtures
