@@ -67,6 +67,10 @@ class PreconditionFailed(AllotmentError):
     """The target exists but is in a state that forbids the operation, e.g. deleted (412)."""
 
 
+class TooLarge(AllotmentError):
+    """The request is bigger than a documented limit allows (413)."""
+
+
 class Unauthenticated(AllotmentError):
     """No API key, or one that matches no live key (401)."""
 

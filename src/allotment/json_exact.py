@@ -26,6 +26,12 @@ def loads(data: bytes | str) -> Any:
     )
 
 
+def loads_stored(data: str | bytes) -> Any:
+    """Read back a JSON document this server wrote (no duplicate-key or NaN checks needed)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return jiter.from_json(raw, float_mode="decimal")
+
+
 def _fragment(value: object) -> object:
     if isinstance(value, Decimal):
         return orjson.Fragment(str(value))

@@ -23,3 +23,6 @@ class Settings(BaseSettings):
     # How long a server process trusts an API key it has checked before asking the database
     # again: a key revoked by another process (or the CLI) stops working within this time.
     api_key_cache_seconds: float = 5.0
+    # Ingest limits: events in one batch, and bytes of one event's data (413 beyond either).
+    max_batch_events: int = 10_000
+    max_event_data_bytes: int = 64 * 1024

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from allotment.domain.events import EventFilter
 from allotment.domain.time import utc
 from allotment.ids import new_id
@@ -46,7 +48,9 @@ def test_data_round_trips_exactly(database: Database) -> None:
     store_events(database, [event("e1", RECEIVED, data)])
     with database.unit_of_work() as uow:
         (stored,) = uow.events.recent(EventFilter())
-    assert stored.event.data == data
+    # Numbers come back exactly as written: 0.1 as the decimal 0.1, never a binary float.
+    assert stored.event.data == {**data, "price": Decimal("0.1")}
+    assert isinstance(stored.event.data["price"], Decimal)
 
 
 def test_listing_is_newest_first_with_filters(database: Database) -> None:

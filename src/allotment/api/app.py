@@ -14,6 +14,7 @@ from allotment.api import problems
 from allotment.api.deps import authenticate, refuse_unstorable_parameters
 from allotment.api.openapi import build_openapi
 from allotment.api.routes import ROUTERS, health
+from allotment.api.schemas.events import IngestLimits
 from allotment.services.caches import ServiceCaches
 from allotment.services.context import ServiceContext
 from allotment.services.maintenance import MaintenanceWorker
@@ -60,6 +61,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.ingest_limits = IngestLimits(
+        batch_events_max=settings.max_batch_events,
+        event_data_bytes_max=settings.max_event_data_bytes,
+    )
     problems.install(app)
     app.include_router(health.router)
 

@@ -25,6 +25,7 @@ from allotment.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
+    TooLarge,
     Unauthenticated,
 )
 
@@ -36,6 +37,7 @@ _STATUS: list[tuple[type[AllotmentError], int]] = [
     (Unauthenticated, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (TooLarge, 413),
     (Conflict, 409),
     (PreconditionFailed, 412),
 ]

@@ -335,7 +335,15 @@ class RollupBatch:
 class _Reader:
     """One meter's per-event reading, prepared once per batch: value, key, group values."""
 
-    __slots__ = ("aggregation", "generation", "group_paths", "meter_id", "value_path")
+    __slots__ = (
+        "aggregation",
+        "generation",
+        "group_paths",
+        "keys",
+        "meter_id",
+        "texts",
+        "value_path",
+    )
 
     def __init__(self, rolled: RolledMeter) -> None:
         meter = rolled.meter
@@ -343,14 +351,19 @@ class _Reader:
         self.generation = rolled.generation
         self.aggregation = meter.aggregation
         self.value_path = meter.value_path
-        self.group_paths = sorted(meter.group_paths.items())
+        self.group_paths = [path for _key, path in sorted(meter.group_paths.items())]
+        self.keys = [key for key, _path in sorted(meter.group_paths.items())]
+        # Group values seen in this batch -> their canonical text (most events repeat a few).
+        self.texts: dict[tuple[str | None, ...], str] = {}
 
     def group_text(self, data: object) -> str:
         if not self.group_paths:
             return "{}"
-        return group_values_text(
-            {key: group_value(path.extract(data)) for key, path in self.group_paths}
-        )
+        values = tuple(group_value(path.extract(data)) for path in self.group_paths)
+        text = self.texts.get(values)
+        if text is None:
+            text = self.texts[values] = group_values_text(dict(zip(self.keys, values, strict=True)))
+        return text
 
 
 def accumulate(
@@ -360,12 +373,16 @@ def accumulate(
 ) -> RollupBatch:
     """Add `events` — `(type, subject, time µs, seq, data)`, each stored exactly once — to
     `batch` for every meter of its type; events a meter cannot count are skipped, as every
-    store skips them (`Meter.value_problem` says why)."""
+    store skips them (`Meter.value_problem` says why).
+
+    This runs for every stored event, so it merges in place instead of building a partial per
+    event; `Partial.of_event` and `Partial.merge` state the same rules."""
     readers: dict[str, list[_Reader]] = {}
     for rolled in meters:
         readers.setdefault(rolled.meter.event_type, []).append(_Reader(rolled))
     partials = batch.partials
     distinct = batch.distinct
+    sum_like = (Aggregation.SUM, Aggregation.AVG)
     for event_type, subject, time, seq, data in events:
         for reader in readers.get(event_type, ()):
             aggregation = reader.aggregation
@@ -379,22 +396,53 @@ def accumulate(
                 key = (reader.meter_id, reader.generation, subject, reader.group_text(data))
                 stored = distinct_key(unique)
                 for level in LEVELS:
-                    distinct.add((key, level, bucket_start(time, level), stored))
+                    distinct.add((key, level, time - time % _UNITS[level], stored))
                 # The partial (a count and event times) says where the series has events.
-            elif aggregation is not Aggregation.COUNT and path is not None:
+            elif path is not None and aggregation is not Aggregation.COUNT:
                 value = usage_number(path.extract(data)) if data is not None else None
                 if value is None:
                     continue
                 key = (reader.meter_id, reader.generation, subject, reader.group_text(data))
             else:
                 key = (reader.meter_id, reader.generation, subject, reader.group_text(data))
-            minute = time - time % MINUTE_MICROSECONDS
-            contribution = Partial.of_event(aggregation, time, seq, value)
-            found = partials.get((key, minute))
+            slot = (key, time - time % MINUTE_MICROSECONDS)
+            found = partials.get(slot)
             if found is None:
-                partials[(key, minute)] = contribution
-            else:
-                found.merge(contribution)
+                partials[slot] = Partial.of_event(aggregation, time, seq, value)
+                continue
+            found.count += 1
+            if time < found.first_time:
+                found.first_time = time
+            later = time > found.last_time or (time == found.last_time and seq > found.last_seq)
+            if later:
+                found.last_time = time
+                found.last_seq = seq
+            if value is None:
+                continue
+            if aggregation in sum_like:
+                found.total = value if found.total is None else _EXACT.add(found.total, value)
+                if value < 0:
+                    negative = found.negative_total
+                    found.negative_total = (
+                        value if negative is None else _EXACT.add(negative, value)
+                    )
+            elif aggregation is Aggregation.MIN:
+                if found.minimum is None or value < found.minimum:
+                    found.minimum = value
+            elif aggregation is Aggregation.MAX:
+                if found.maximum is None or value > found.maximum:
+                    found.maximum = value
+            elif later:
+                found.last_value = value
+    return batch
+
+
+def renumbered(batch: RollupBatch, seqs: Sequence[int]) -> RollupBatch:
+    """A batch accumulated with each event's position in its request as its seq, given the
+    seq each position was stored under (`seqs[position]`, increasing with position): so the
+    work of `accumulate` can happen before the write transaction."""
+    for partial in batch.partials.values():
+        partial.last_seq = seqs[partial.last_seq]
     return batch
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allotment.domain.api_keys import ApiKey
-from allotment.domain.rollups import RolledMeter
+from allotment.domain.rollups import RolledMeter, SeriesKey
 from allotment.storage import UnitOfWork
 
 
@@ -23,6 +23,8 @@ from allotment.storage import UnitOfWork
 class _RolledMeters:
     version: int
     by_event_type: dict[str, tuple[RolledMeter, ...]]
+    series: dict[SeriesKey, int] = field(default_factory=dict)
+    """Series ids ingest looked up (a series' id never changes; a meter write starts over)."""
 
 
 CacheKey = tuple[Hashable, ...]
@@ -99,6 +101,33 @@ class ServiceCaches:
         self, uow: UnitOfWork, meters_version: int, event_types: Sequence[str]
     ) -> list[RolledMeter]:
         """The live, rolled-up meters of `event_types`, as of `meters_version`."""
+        cached = self._meters(uow, meters_version)
+        found: list[RolledMeter] = []
+        for event_type in dict.fromkeys(event_types):
+            found.extend(cached.by_event_type.get(event_type, ()))
+        return found
+
+    def last_rolled_meters(
+        self, event_types: Sequence[str]
+    ) -> tuple[int, list[RolledMeter]] | None:
+        """The rolled-up meters of `event_types` as last loaded, with their version (None
+        before the first ingest): a guess the ingest transaction then confirms."""
+        cached = self._rolled_meters
+        if cached is None:
+            return None
+        found: list[RolledMeter] = []
+        for event_type in dict.fromkeys(event_types):
+            found.extend(cached.by_event_type.get(event_type, ()))
+        return cached.version, found
+
+    def series_ids(self, uow: UnitOfWork, meters_version: int) -> dict[SeriesKey, int]:
+        """Known series ids, valid as long as the meters version is `meters_version`."""
+        cached = self._meters(uow, meters_version)
+        if len(cached.series) > DEFINITIONS_CACHED_MAX * 4:
+            cached.series.clear()
+        return cached.series
+
+    def _meters(self, uow: UnitOfWork, meters_version: int) -> _RolledMeters:
         cached = self._rolled_meters
         if cached is None or cached.version != meters_version:
             live = uow.meters.list_all()
@@ -108,7 +137,4 @@ class ServiceCaches:
             cached = _RolledMeters(meters_version, {k: tuple(v) for k, v in by_type.items()})
             with self._lock:
                 self._rolled_meters = cached
-        found: list[RolledMeter] = []
-        for event_type in dict.fromkeys(event_types):
-            found.extend(cached.by_event_type.get(event_type, ()))
-        return found
+        return cached

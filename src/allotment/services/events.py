@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from allotment.domain.events import (
     LIST_LIMIT_MAX,
@@ -16,6 +18,7 @@ from allotment.domain.events import (
 from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
 from allotment.errors import ErrorList, InvalidInput
 from allotment.services.context import ServiceContext
+from allotment.storage.types import to_micros
 
 
 def ingest(
@@ -47,6 +50,16 @@ def ingest(
     if stored:
         context.caches.wake_maintenance()  # fold the new deltas soon
     return stored
+
+
+def _readings(
+    batch: Sequence[Event], received_at: datetime
+) -> Iterator[tuple[str, str, int, int, Any]]:
+    """The batch as `accumulate` reads it, each event's position standing in for its seq."""
+    received = to_micros(received_at)
+    for position, event in enumerate(batch):
+        time = received if event.time is None else to_micros(event.time)
+        yield event.type, event.subject, time, position, event.data
 
 
 def list_events(

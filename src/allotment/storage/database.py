@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from allotment import json_exact
 from allotment.storage.unit_of_work import UnitOfWork
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -21,6 +22,11 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def _json_text(value: Any) -> str:
+    # JSON columns keep numbers exactly as written (decimals, integers of any width).
+    return json_exact.dumps(value).decode()
 
 
 class Database:
@@ -58,8 +64,17 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         future=True,
+        json_serializer=_json_text,
+        json_deserializer=json_exact.loads_stored,
     )
     _ping_idle_connections(engine)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        from allotment.storage.copy import create_staging_tables
+
+        create_staging_tables(dbapi_connection)
+
     return engine
 
 
@@ -95,7 +110,13 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> Engine:
     if in_memory:
         # Every connection to ":memory:" is a new empty database; tests use files instead.
         options["poolclass"] = NullPool
-    engine = create_engine(url, echo=echo, **options)
+    engine = create_engine(
+        url,
+        echo=echo,
+        json_serializer=_json_text,
+        json_deserializer=json_exact.loads_stored,
+        **options,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -43,6 +43,7 @@ from allotment.domain.rollups import (
     fold_levels,
     group_values_digest,
 )
+from allotment.storage.copy import copy_into
 from allotment.storage.repositories.base import Repository
 
 MAINTENANCE_LOCK_KEY: Final = 7_426_001
@@ -209,18 +210,30 @@ class RollupRepository(Repository):
 
     # -- series -----------------------------------------------------------------------------
 
-    def series_ids(self, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
-        """The id of every series in `keys`, creating those that do not exist yet."""
-        wanted = {
-            key: (key[0], key[1], key[2], group_values_digest(key[3]), key[3]) for key in keys
-        }
+    def series_ids(
+        self, keys: Iterable[SeriesKey], known: Mapping[SeriesKey, int] | None = None
+    ) -> dict[SeriesKey, int]:
+        """The id of every series in `keys`, creating those that do not exist yet. `known`:
+        ids of committed series found before (a series' id never changes), consulted first.
+        The caller may remember the result once its transaction has committed, not before: a
+        series created by a transaction that rolls back does not exist."""
+        known = {} if known is None else known
+        found: dict[SeriesKey, int] = {}
+        wanted: dict[SeriesKey, tuple[str, int, str, str, str]] = {}
+        for key in keys:
+            series_id = known.get(key)
+            if series_id is not None:
+                found[key] = series_id
+            else:
+                wanted[key] = (key[0], key[1], key[2], group_values_digest(key[3]), key[3])
         if not wanted:
-            return {}
-        found = self._find_series(list(wanted.values()))
-        missing = [row for key, row in wanted.items() if key not in found]
+            return found
+        looked_up = self._find_series(list(wanted.values()))
+        missing = [row for key, row in wanted.items() if key not in looked_up]
         if missing:
             self._insert_series(missing)
-            found.update(self._find_series(missing))
+            looked_up.update(self._find_series(missing))
+        found.update(looked_up)
         return found
 
     def _find_series(self, rows: list[tuple[str, int, str, str, str]]) -> dict[SeriesKey, int]:
@@ -270,11 +283,14 @@ class RollupRepository(Repository):
 
     # -- ingest -----------------------------------------------------------------------------
 
-    def add(self, batch: RollupBatch) -> None:
-        """Append what newly stored events add (see `accumulate`)."""
+    def add(
+        self, batch: RollupBatch, known_series: Mapping[SeriesKey, int] | None = None
+    ) -> dict[SeriesKey, int]:
+        """Append what newly stored events add (see `accumulate`); returns the ids of the
+        batch's series (see `series_ids` on when they may be remembered)."""
         if batch.is_empty:
-            return
-        ids = self.series_ids(batch.series_keys())
+            return {}
+        ids = self.series_ids(batch.series_keys(), known_series)
         deltas = [
             (ids[key], minute, *_partial_columns(partial, self._sqlite))
             for (key, minute), partial in batch.partials.items()
@@ -282,14 +298,8 @@ class RollupRepository(Repository):
         if deltas:
             self._insert_deltas(deltas)
         if batch.distinct:
-            self._insert_distinct(
-                sorted(
-                    {
-                        (ids[key], level, bucket, value)
-                        for key, level, bucket, value in batch.distinct
-                    }
-                )
-            )
+            self._insert_distinct(_distinct_rows(batch, ids))
+        return ids
 
     def _insert_deltas(self, rows: list[tuple[Any, ...]]) -> None:
         if self._sqlite:
@@ -299,13 +309,7 @@ class RollupRepository(Repository):
                 rows,
             )
             return
-        self.connection.exec_driver_sql(
-            f"INSERT INTO usage_deltas (series_id, minute, {_COLUMNS_TEXT}) "
-            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-            "%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[], "
-            "%s::numeric[], %s::numeric[])",
-            tuple(list(column) for column in zip(*rows, strict=True)),
-        )
+        copy_into(self.connection, "usage_deltas", ("series_id", "minute", *_AGGREGATES), rows)
 
     def _insert_distinct(self, rows: list[tuple[int, int, int, str]]) -> None:
         if self._sqlite:
@@ -315,11 +319,12 @@ class RollupRepository(Repository):
                 rows,
             )
             return
+        columns = ("series_id", "level", "bucket", "value_key")
+        copy_into(self.connection, "staged_distinct", columns, rows)
         self.connection.exec_driver_sql(
             "INSERT INTO usage_distinct (series_id, level, bucket, value_key) "
-            "SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[]) "
-            "ON CONFLICT DO NOTHING",
-            tuple(list(column) for column in zip(*rows, strict=True)),
+            "SELECT series_id, level, bucket, value_key FROM staged_distinct "
+            "ORDER BY series_id, level, bucket, value_key ON CONFLICT DO NOTHING"
         )
 
     # -- maintenance ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ gives the same answers, only slower.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,7 +28,13 @@ from allotment.domain.meters import (
     MeterBucket,
     MeterQuery,
 )
-from allotment.domain.rollups import RolledMeter, RollupBatch, accumulate
+from allotment.domain.rollups import (
+    RolledMeter,
+    RollupBatch,
+    SeriesKey,
+    accumulate,
+    renumbered,
+)
 from allotment.errors import InvalidInput
 from allotment.storage.repositories.events import EventRepository
 from allotment.storage.repositories.meters import MeterRepository
@@ -75,17 +81,29 @@ class UsageStore:
         *,
         meters: Sequence[RolledMeter] | None = None,
         data_texts: Sequence[str | None] | None = None,
+        known_series: Mapping[SeriesKey, int] | None = None,
+        learned_series: MutableMapping[SeriesKey, int] | None = None,
+        prepared: RollupBatch | None = None,
     ) -> int:
         """Store `batch` (duplicates skipped) and its roll-ups; returns how many were new.
 
         `meters` are the rolled-up live meters; None reads them (callers that cache them pass
-        the list they hold for the version `hold_meters_for_ingest` returned)."""
+        the list they hold for the version `hold_meters_for_ingest` returned). `known_series`:
+        series ids of committed series; `learned_series` receives this batch's, which the
+        caller may remember once the transaction has committed. `prepared`: the batch
+        accumulated for `meters` beforehand with positions as seqs, used when every event
+        turns out to be new."""
         if meters is None:
             VersionRepository(self.connection).hold_meters_for_ingest()
             live = self._raw_meters.list_live_for_event_types(sorted({e.type for e in batch}))
             meters = self.rollups.rolled_meters(live)
         stored = self.events.add_many(batch, received_at, data_texts)
-        if meters and stored:
+        if meters and prepared is not None and len(stored) == len(batch):
+            rollup_batch = renumbered(prepared, [seq for _index, seq in stored])
+            ids = self.rollups.add(rollup_batch, known_series)
+            if learned_series is not None:
+                learned_series.update(ids)
+        elif meters and stored:
             received = to_micros(received_at)
 
             def readings() -> Iterator[tuple[str, str, int, int, Any]]:
@@ -94,7 +112,9 @@ class UsageStore:
                     time = received if event.time is None else to_micros(event.time)
                     yield event.type, event.subject, time, seq, event.data
 
-            self.rollups.add(accumulate(RollupBatch(), meters, readings()))
+            ids = self.rollups.add(accumulate(RollupBatch(), meters, readings()), known_series)
+            if learned_series is not None:
+                learned_series.update(ids)
         return len(stored)
 
     # -- reads ------------------------------------------------------------------------------

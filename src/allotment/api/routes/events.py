@@ -11,6 +11,7 @@ from allotment.api.deps import Context
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import (
     IngestedEvent,
+    IngestLimits,
     dumps,
     ingest_request_body_openapi,
     listed_event_to_wire,
@@ -24,8 +25,11 @@ from allotment.services.context import ServiceContext
 router = APIRouter(tags=["events"])
 
 
-def _ingest(context: ServiceContext, body: bytes, content_type: str | None) -> None:
-    events_service.ingest(context, parse_events(body, content_type))
+def _ingest(
+    context: ServiceContext, body: bytes, content_type: str | None, limits: IngestLimits
+) -> None:
+    parsed = parse_events(body, content_type, limits)
+    events_service.ingest(context, parsed.events, parsed.data_texts)
 
 
 @router.post(
@@ -44,7 +48,8 @@ def _ingest(context: ServiceContext, body: bytes, content_type: str | None) -> N
 async def ingest_events(request: Request, context: Context) -> Response:
     body = await request.body()
     # Parsing and the write are blocking work; keep them off the event loop.
-    await run_in_threadpool(_ingest, context, body, request.headers.get("content-type"))
+    limits: IngestLimits = request.app.state.ingest_limits
+    await run_in_threadpool(_ingest, context, body, request.headers.get("content-type"), limits)
     return Response(status_code=204)
 
 

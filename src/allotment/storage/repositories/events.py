@@ -16,6 +16,7 @@ from sqlalchemy import (
 
 from allotment import json_exact
 from allotment.domain.events import Event, EventFilter, StoredEvent
+from allotment.storage.copy import copy_into
 from allotment.storage.repositories.base import Repository
 from allotment.storage.tables import customer_subjects, customers, events
 from allotment.storage.types import to_micros
@@ -45,12 +46,12 @@ _SQLITE_INSERT = (
     f"INSERT INTO events ({_COLUMNS_TEXT}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))}) "
     "ON CONFLICT (source, id) DO NOTHING"
 )
-# PostgreSQL: one statement for the whole batch; RETURNING names the events that were new (a
-# duplicate, stored before or earlier in the batch, is skipped and not returned).
+# PostgreSQL: the batch is COPYed into the session's staging table, then one statement moves it;
+# RETURNING names the events that were new (a duplicate, stored before or earlier in the batch,
+# is skipped and not returned).
 _POSTGRES_INSERT = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS[1:])}) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::bigint[]) "
+    f"SELECT {', '.join(_INSERT_COLUMNS[1:])} FROM staged_events ORDER BY ordinal "
     "ON CONFLICT (source, id) DO NOTHING RETURNING seq, source, id"
 )
 
@@ -118,7 +119,9 @@ class EventRepository(Repository):
             )
             for index, event in enumerate(batch)
         ]
-        self.connection.exec_driver_sql(_SQLITE_INSERT, rows)
+        inserted = self.connection.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
+        if inserted == len(rows):  # no duplicate: every seq handed out exists
+            return [(index, base + index + 1) for index in range(len(rows))]
         stored = self.connection.exec_driver_sql(
             "SELECT seq FROM events WHERE seq > ? ORDER BY seq", (base,)
         )
@@ -127,25 +130,27 @@ class EventRepository(Repository):
     def _add_postgres(
         self, batch: Sequence[Event], received: int, texts: Sequence[str | None]
     ) -> list[tuple[int, int]]:
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [])
-        ids, sources, versions, types, subjects, times, content_types, schemas, datas, ingested = (
-            columns
+        rows = (
+            (
+                index,
+                event.id,
+                event.source,
+                event.specversion,
+                event.type,
+                event.subject,
+                received if event.time is None else to_micros(event.time),
+                event.datacontenttype,
+                event.dataschema,
+                texts[index],
+                received,
+            )
+            for index, event in enumerate(batch)
         )
-        for index, event in enumerate(batch):
-            ids.append(event.id)
-            sources.append(event.source)
-            versions.append(event.specversion)
-            types.append(event.type)
-            subjects.append(event.subject)
-            times.append(received if event.time is None else to_micros(event.time))
-            content_types.append(event.datacontenttype)
-            schemas.append(event.dataschema)
-            datas.append(texts[index])
-            ingested.append(received)
+        copy_into(self.connection, "staged_events", ("ordinal", *_INSERT_COLUMNS[1:]), rows)
         first_index: dict[tuple[str, str], int] = {}
         for index, event in enumerate(batch):
             first_index.setdefault((event.source, event.id), index)
-        stored = self.connection.exec_driver_sql(_POSTGRES_INSERT, columns)
+        stored = self.connection.exec_driver_sql(_POSTGRES_INSERT)
         return sorted((first_index[(source, id_)], int(seq)) for seq, source, id_ in stored)
 
     def count(self) -> int:
