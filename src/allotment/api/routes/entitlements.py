@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from allotment.api.deps import Context
 from allotment.api.routes.customers import CustomerIdOrKey
 from allotment.api.routes.subjects import SubjectIdOrKey
-from allotment.api.schemas.common import Page, UtcDateTime
+from allotment.api.schemas.common import ExactJSONResponse, Page, UtcDateTime
 from allotment.api.schemas.entitlements import (
     CustomerAccessOut,
     EntitlementCreate,
@@ -28,6 +28,7 @@ from allotment.api.schemas.entitlements import (
     WindowedBalanceHistoryOut,
     entitlement_v1,
     entitlement_v2,
+    value_document,
 )
 from allotment.api.schemas.query_params import LegacyList, PageList, V2List
 from allotment.domain.entitlements import EntitlementFilter, EntitlementOrderBy, EntitlementType
@@ -169,14 +170,15 @@ def override_subject_entitlement(
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
+    response_model=EntitlementValueOut,
     response_model_exclude_none=True,
 )
 def subject_entitlement_value(
     context: Context, owner: BySubject, entitlement: EntitlementIdOrFeatureKey, time: Time = None
-) -> EntitlementValueOut:
+) -> Response:
     """`hasAccess: false` for a feature the subject has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
-    return EntitlementValueOut.of(value)
+    return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
 @router.get(
@@ -272,14 +274,15 @@ def override_customer_entitlement(
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
+    response_model=EntitlementValueV2Out,
     response_model_exclude_none=True,
 )
 def customer_entitlement_value(
     context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, time: Time = None
-) -> EntitlementValueV2Out:
+) -> Response:
     """`hasAccess: false` for a feature the customer has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
-    return EntitlementValueV2Out.of(value)
+    return ExactJSONResponse(value_document(value, with_grant_balances=True))
 
 
 @router.get(
@@ -380,29 +383,30 @@ def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> Enti
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/access",
     tags=["customers"],
+    response_model=CustomerAccessOut,
     response_model_exclude_none=True,
 )
-def customer_access(
-    context: Context, customer: CustomerIdOrKey, time: Time = None
-) -> CustomerAccessOut:
+def customer_access(context: Context, customer: CustomerIdOrKey, time: Time = None) -> Response:
     """The value of every entitlement the customer holds now (or at `time`), by feature key."""
     values = entitlement_values.customer_access(context, customer, time)
-    return CustomerAccessOut(
-        entitlements={key: EntitlementValueOut.of(value) for key, value in values.items()}
-    )
+    documents = {
+        key: value_document(value, with_grant_balances=False) for key, value in values.items()
+    }
+    return ExactJSONResponse({"entitlements": documents})
 
 
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/entitlements/{featureKey}/value",
     tags=["customers"],
+    response_model=EntitlementValueOut,
     response_model_exclude_none=True,
 )
 def customer_feature_value(
     context: Context, owner: ByCustomer, feature_key: FeatureKey, time: Time = None
-) -> EntitlementValueOut:
+) -> Response:
     """`{"hasAccess": false}` when the customer has no entitlement for the feature."""
     value = entitlement_values.entitlement_value(context, owner, feature_key, time)
-    return EntitlementValueOut.of(value)
+    return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
 # -- shared -----------------------------------------------------------------------------------

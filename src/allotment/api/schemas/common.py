@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -14,7 +14,9 @@ from pydantic import (
     PlainSerializer,
 )
 from pydantic.alias_generators import to_camel
+from starlette.responses import Response
 
+from allotment import json_exact
 from allotment.domain.time import rfc3339
 
 
@@ -39,6 +41,23 @@ def _serialise_amount(value: Decimal) -> int | float:
     if value == value.to_integral_value():
         return int(value)
     return float(value)
+
+
+def exact_amount(value: Decimal) -> int | Decimal:
+    """An amount as an exact JSON number: an integer, or the decimal's plain digits (written
+    as they are by `ExactJSONResponse`, never through a binary float)."""
+    if value == value.to_integral_value():
+        return int(value)
+    return Decimal(format(value.normalize(), "f"))
+
+
+class ExactJSONResponse(Response):
+    """JSON whose numbers are exact: Decimals are written digit for digit."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json_exact.dumps(content)
 
 
 # Amounts: parsed exactly as Decimal (never through a binary float), sent as JSON numbers.

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, field_validator
 
-from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel
+from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel, exact_amount
 from allotment.api.schemas.grants import (
     GrantCreateV2,
     Priority,
@@ -346,6 +346,25 @@ class EntitlementValueV2Out(EntitlementValueOut):
             **EntitlementValueOut.of(value).model_dump(),
             grant_balances=None if balances is None else dict(balances),
         )
+
+
+def value_document(value: EntitlementValue, *, with_grant_balances: bool) -> dict[str, Any]:
+    """`EntitlementValueOut` (or `EntitlementValueV2Out`) as a JSON document with exact
+    amounts, built directly: this is the check-access hot path."""
+    document: dict[str, Any] = {"hasAccess": value.has_access}
+    for name, amount in (
+        ("balance", value.balance),
+        ("usage", value.usage),
+        ("overage", value.overage),
+        ("totalAvailableGrantAmount", value.total_available_grant_amount),
+    ):
+        if amount is not None:
+            document[name] = exact_amount(amount)
+    if value.config is not None:
+        document["config"] = value.config
+    if with_grant_balances and value.grant_balances is not None:
+        document["grantBalances"] = {k: exact_amount(v) for k, v in value.grant_balances.items()}
+    return document
 
 
 class CustomerAccessOut(WireModel):
