@@ -12,8 +12,9 @@ start gives, provided the checkpoint is still valid:
 - any write that affects the time it covers invalidates it, and every later one
   (`invalid_from`): a grant effective at E, a void at V, a late event at t, a manual reset at R.
 
-No service saves checkpoints yet (every read runs from measurement start); these are the rules a
-store of them must follow.
+Maintenance saves them (services/maintenance.py, for entitlements whose reads asked for one),
+storage keeps them (storage/repositories/checkpoints.py) and a read resumes from the newest one
+that is still valid (services/metered_inputs.py `checkpoint_start`).
 """
 
 from __future__ import annotations
