@@ -204,7 +204,8 @@ def send_usage(
     model: str = "gpt-4o",
     event_type: str = "prompt",
 ) -> None:
-    """One usage event at `at` (a fresh id each time), received at `at`."""
+    """One usage event at `at` (a fresh id each time), received now (the context's clock), as
+    ingest would receive it: an event for an earlier time is a late one."""
     usage = event(
         new_id(),
         at,
@@ -213,7 +214,7 @@ def send_usage(
         type=event_type,
         source="tests",
     )
-    store_events(context.database, [usage], at)
+    store_events(context.database, [usage], context.clock())
 
 
 # -- entitlement and grant requests -----------------------------------------------------------

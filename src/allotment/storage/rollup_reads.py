@@ -32,11 +32,9 @@ from sqlalchemy import (
     Subquery,
     Text,
     and_,
-    case,
     cast,
     func,
     literal,
-    null,
     select,
     type_coerce,
     union_all,
@@ -66,13 +64,11 @@ from allotment.domain.rollups import (
     distinct_key,
     split_range,
 )
+from allotment.storage import hot_read
 from allotment.storage.meter_sql import MeterDialect, filter_condition, for_dialect
 from allotment.storage.repositories.base import Repository
 from allotment.storage.rollups import partial_of_row
 from allotment.storage.tables import (
-    balance_checkpoints,
-    catalog_versions,
-    customers,
     events,
     usage_deltas,
     usage_distinct,
@@ -105,20 +101,42 @@ def _group_value(dialect_name: str, key: str) -> ColumnElement[Any]:
     return func.json_extract(usage_series.c.group_values, literal(f'$."{key}"', Text), type_=Text)
 
 
+def series_conditions(
+    dialect: MeterDialect,
+    dialect_name: str,
+    meter_id: str,
+    generation: int,
+    subjects: Sequence[str] | None,
+    advanced_filters: Mapping[str, StringFilter] | None = None,
+    group_filters: Mapping[str, Sequence[str]] | None = None,
+) -> list[ColumnElement[bool]]:
+    """Conditions on `usage_series` selecting the series of a meter generation, restricted to
+    `subjects` (None: all) and to group-by values passing the filters."""
+    conditions: list[ColumnElement[bool]] = [
+        usage_series.c.meter_id == meter_id,
+        usage_series.c.generation == generation,
+    ]
+    if subjects is not None:
+        conditions.append(usage_series.c.subject.in_(list(subjects)))
+    for key, accepted in (group_filters or {}).items():
+        conditions.append(_group_value(dialect_name, key).in_(list(accepted)))
+    for key, condition in (advanced_filters or {}).items():
+        conditions.append(filter_condition(dialect, _group_value(dialect_name, key), condition))
+    return conditions
+
+
 def _series_conditions(
     dialect: MeterDialect, dialect_name: str, scope: SeriesScope
 ) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        usage_series.c.meter_id == scope.meter.id,
-        usage_series.c.generation == scope.generation,
-    ]
-    if scope.subjects is not None:
-        conditions.append(usage_series.c.subject.in_(list(scope.subjects)))
-    for key, accepted in (scope.group_filters or {}).items():
-        conditions.append(_group_value(dialect_name, key).in_(list(accepted)))
-    for key, condition in (scope.advanced_filters or {}).items():
-        conditions.append(filter_condition(dialect, _group_value(dialect_name, key), condition))
-    return conditions
+    return series_conditions(
+        dialect,
+        dialect_name,
+        scope.meter.id,
+        scope.generation,
+        scope.subjects,
+        scope.advanced_filters,
+        scope.group_filters,
+    )
 
 
 def _pieces_table(
@@ -147,36 +165,6 @@ def _pieces_table(
         func.json_extract(items.c.value, "$[2]", type_=BigInteger).label("piece_start"),
         func.json_extract(items.c.value, "$[3]", type_=BigInteger).label("piece_end"),
     ).subquery(name)
-
-
-def _series_map(
-    dialect: MeterDialect, dialect_name: str, scopes: Sequence[tuple[int, SeriesScope, bool]]
-) -> Subquery:
-    """`(scope, series_id)`: the series each numbered scope reads."""
-    parts = [
-        select(literal(number, Integer).label("scope"), usage_series.c.id.label("series_id")).where(
-            *_series_conditions(dialect, dialect_name, scope)
-        )
-        for number, scope, _distinct in scopes
-    ]
-    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("series_map")
-
-
-def _owners_table(
-    dialect_name: str, range_rows: Sequence[tuple[int, int, int, int]], name: str
-) -> Subquery:
-    """`(range_index, level = the scope number)` of each range: which series a range reads."""
-    rows = [(index, number, 0, 0) for index, number, _low, _high in range_rows]
-    return _pieces_table(dialect_name, rows, name=name)
-
-
-def _null_amounts() -> list[ColumnElement[Any]]:
-    # Untyped NULLs: the union's column types come from its first part, and amounts read back
-    # as each database holds them (NUMERIC, or SQLite's decimal text).
-    return [
-        null().label(name)
-        for name in ("total", "negative_total", "minimum", "maximum", "last_value")
-    ]
 
 
 def _aggregate_columns(table: Any) -> list[ColumnElement[Any]]:
@@ -260,200 +248,79 @@ class RollupReader(Repository):
     def read(
         self, probe: Probe, requests: Sequence[ScopedRanges]
     ) -> tuple[ProbeResult, list[list[Decimal]]]:
-        """One statement: the probe's stamps and, for each request, the usage an entitlement
-        counts in each of its minute-aligned ranges (as `usage_in_ranges`).
-
-        The statement is a UNION ALL of row kinds, all with the same columns: one stamps row,
-        then merged partials per range and distinct counts per range (UNIQUE_COUNT meters)."""
-        dialect = self._meter_dialect
-        piece_rows: list[tuple[int, int, int, int]] = []
-        range_rows: list[tuple[int, int, int, int]] = []
-        owners: list[tuple[int, Meter]] = []  # range index -> (request, meter)
-        scopes: list[tuple[int, SeriesScope, bool]] = []
+        """One statement (storage/hot_read.py): the probe's stamps and, for each request, the
+        usage an entitlement counts in each of its minute-aligned ranges (as
+        `usage_in_ranges`)."""
+        pieces: list[tuple[int, int, int, int, int]] = []
+        ranges: list[tuple[int, int, int, int, int]] = []
+        owners: list[Meter] = []  # by range index
+        placed: list[list[int]] = [[] for _ in requests]  # request -> its range indexes
         for number, request in enumerate(requests):
             meter = request.scope.meter
-            distinct = meter.aggregation is Aggregation.UNIQUE_COUNT
-            scopes.append((number, request.scope, distinct))
             for start, end in request.ranges:
                 index = len(owners)
-                owners.append((number, meter))
+                owners.append(meter)
+                placed[number].append(index)
                 low, high = _range_micros(meter, start, end)
                 for piece in split_range(low, high).pieces:
-                    piece_rows.append((index, int(piece.level), piece.start, piece.end))
-                range_rows.append((index, number, low, high))
-        parts: list[Select[Any]] = [self._stamps_row(probe, requests)]
-        if owners:
-            pieces = _pieces_table(self.dialect, piece_rows, name="pieces")
-            ranges = _pieces_table(self.dialect, range_rows, name="ranges")
-            series = _series_map(dialect, self.dialect, scopes)
-            additive = [number for number, _scope, distinct in scopes if not distinct]
-            if additive:
-                parts.append(self._partials_rows(pieces, ranges, series, range_rows, owners))
-            if len(additive) < len(scopes):
-                parts.append(self._distinct_rows(pieces, range_rows, series))
-        rows = list(self.connection.execute(union_all(*parts)))
-        stamps = next(row for row in rows if row[0] == _STAMPS)
+                    pieces.append((index, number, int(piece.level), piece.start, piece.end))
+                ranges.append((index, number, 0, low, high))
+        newest_for = probe.entitlement_id if probe.read_at is not None else None
+        shape = hot_read.ReadShape.of(
+            customer_id=probe.customer_id,
+            checkpoint_at=probe.checkpoint_at,
+            newest_for=newest_for,
+            scopes=[
+                (
+                    r.scope.meter,
+                    r.scope.generation,
+                    r.scope.subjects or (),
+                    r.scope.advanced_filters,
+                )
+                for r in requests
+            ],
+        )
+        statement = hot_read.prepared(self.connection.dialect, shape)
+        values: dict[str, Any] = {
+            "read_customer": probe.customer_id,
+            "read_entitlement": probe.entitlement_id,
+            "read_checkpoint_at": (
+                to_micros(probe.checkpoint_at) if probe.checkpoint_at is not None else None
+            ),
+            "read_at": to_micros(probe.read_at) if probe.read_at is not None else None,
+        }
+        values.update(hot_read.rows_parameters(self.dialect, "read_pieces", pieces))
+        values.update(hot_read.rows_parameters(self.dialect, "read_ranges", ranges))
+        rows = self.connection.exec_driver_sql(statement.sql, statement.parameters(values)).all()
+        stamps = next(row for row in rows if row[0] == hot_read.KIND_STAMPS)
         result = ProbeResult(
             catalog_version=int(stamps[2] or 0),
             customer_revision=None if stamps[3] is None else int(stamps[3]),
             checkpoint_valid=bool(stamps[4]),
             newest_checkpoint=None if stamps[5] is None else from_micros(int(stamps[5])),
         )
-        found_partials = {int(r[1]): partial_of_row(r[2:]) for r in rows if r[0] == _PARTIALS}
-        found_distinct = {int(r[1]): int(r[4]) for r in rows if r[0] == _DISTINCT}
-        usage: list[list[Decimal]] = [[] for _ in requests]
+        found_partials = {
+            int(r[1]): partial_of_row(r[2:]) for r in rows if r[0] == hot_read.KIND_PARTIALS
+        }
+        found_distinct = {int(r[1]): int(r[4]) for r in rows if r[0] == hot_read.KIND_DISTINCT}
+        usage: list[list[Decimal]] = []
         zero = Decimal(0)
-        for index, (number, meter) in enumerate(owners):
-            if meter.aggregation is Aggregation.UNIQUE_COUNT:
-                usage[number].append(Decimal(found_distinct.get(index, 0)))
-                continue
-            partial = found_partials.get(index)
-            if partial is None or partial.count == 0:
-                usage[number].append(zero)
-            elif meter.aggregation is Aggregation.SUM:
-                usage[number].append(partial.positive_total)
-            else:
-                usage[number].append(partial.value(meter.aggregation))
+        for indexes in placed:
+            found: list[Decimal] = []
+            for index in indexes:
+                meter = owners[index]
+                if meter.aggregation is Aggregation.UNIQUE_COUNT:
+                    found.append(Decimal(found_distinct.get(index, 0)))
+                    continue
+                partial = found_partials.get(index)
+                if partial is None or partial.count == 0:
+                    found.append(zero)
+                elif meter.aggregation is Aggregation.SUM:
+                    found.append(partial.positive_total)
+                else:
+                    found.append(partial.value(meter.aggregation))
+            usage.append(found)
         return result, usage
-
-    def _stamps_row(self, probe: Probe, requests: Sequence[ScopedRanges]) -> Select[Any]:
-        catalog = (
-            select(catalog_versions.c.version)
-            .where(catalog_versions.c.name == "catalog")
-            .scalar_subquery()
-        )
-        revision: ColumnElement[Any] = literal(None, BigInteger)
-        if probe.customer_id is not None:
-            revision = (
-                select(customers.c.revision)
-                .where(customers.c.id == probe.customer_id)
-                .scalar_subquery()
-            )
-        valid: ColumnElement[Any] = literal(1, BigInteger)
-        newest: ColumnElement[Any] = literal(None, BigInteger)
-        checkpoint_at = type_coerce(balance_checkpoints.c.at, BigInteger)
-        if probe.entitlement_id is not None and probe.read_at is not None:
-            newest = (
-                select(func.max(checkpoint_at))
-                .where(
-                    balance_checkpoints.c.entitlement_id == probe.entitlement_id,
-                    checkpoint_at <= to_micros(probe.read_at),
-                )
-                .scalar_subquery()
-            )
-        if probe.entitlement_id is not None and probe.checkpoint_at is not None:
-            at = to_micros(probe.checkpoint_at)
-            exists_checkpoint = (
-                select(balance_checkpoints.c.entitlement_id)
-                .where(
-                    balance_checkpoints.c.entitlement_id == probe.entitlement_id,
-                    checkpoint_at == at,
-                )
-                .exists()
-            )
-            pending = [
-                select(usage_deltas.c.id)
-                .where(
-                    usage_deltas.c.series_id.in_(self._series(r.scope)), usage_deltas.c.minute < at
-                )
-                .exists()
-                for r in requests
-            ]
-            condition: ColumnElement[bool] = exists_checkpoint
-            for waiting in pending:
-                condition = and_(condition, ~waiting)
-            valid = case((condition, 1), else_=0)
-        return select(
-            literal(_STAMPS, Integer).label("kind"),
-            literal(0, Integer).label("range_index"),
-            catalog.label("a"),
-            revision.label("b"),
-            valid.label("c"),
-            newest.label("d"),
-            *_null_amounts(),
-        )
-
-    def _partials_rows(
-        self,
-        pieces: Subquery,
-        ranges: Subquery,
-        series: Subquery,
-        range_rows: Sequence[tuple[int, int, int, int]],
-        owners: Sequence[tuple[int, Meter]],
-    ) -> Select[Any]:
-        dialect = self._meter_dialect
-        scope_of_range = _pieces_table(
-            self.dialect,
-            [(index, number, 0, 0) for index, number, _low, _high in range_rows],
-            name="owner",
-        )
-        rollups = select(pieces.c.range_index, *_aggregate_columns(usage_rollups)).select_from(
-            pieces.join(scope_of_range, scope_of_range.c.range_index == pieces.c.range_index)
-            .join(series, series.c.scope == scope_of_range.c.level)
-            .join(
-                usage_rollups,
-                and_(
-                    usage_rollups.c.series_id == series.c.series_id,
-                    usage_rollups.c.level == pieces.c.level,
-                    usage_rollups.c.bucket >= pieces.c.piece_start,
-                    usage_rollups.c.bucket < pieces.c.piece_end,
-                ),
-            )
-        )
-        deltas = select(ranges.c.range_index, *_aggregate_columns(usage_deltas)).select_from(
-            ranges.join(series, series.c.scope == ranges.c.level).join(
-                usage_deltas,
-                and_(
-                    usage_deltas.c.series_id == series.c.series_id,
-                    usage_deltas.c.minute >= ranges.c.piece_start,
-                    usage_deltas.c.minute < ranges.c.piece_end,
-                ),
-            )
-        )
-        union = union_all(rollups, deltas).subquery("parts")
-        merged = _merged(dialect, union)
-        return select(
-            literal(_PARTIALS, Integer).label("kind"),
-            union.c.range_index.label("range_index"),
-            *merged,
-        ).group_by(union.c.range_index)
-
-    def _distinct_rows(
-        self,
-        pieces: Subquery,
-        range_rows: Sequence[tuple[int, int, int, int]],
-        series: Subquery,
-    ) -> Select[Any]:
-        scope_of_range = _pieces_table(
-            self.dialect,
-            [(index, number, 0, 0) for index, number, _low, _high in range_rows],
-            name="owner_d",
-        )
-        return (
-            select(
-                literal(_DISTINCT, Integer).label("kind"),
-                pieces.c.range_index.label("range_index"),
-                literal(None, BigInteger).label("a"),
-                literal(None, BigInteger).label("b"),
-                func.count(usage_distinct.c.value_key.distinct()).label("c"),
-                literal(None, BigInteger).label("d"),
-                *_null_amounts(),
-            )
-            .select_from(
-                pieces.join(scope_of_range, scope_of_range.c.range_index == pieces.c.range_index)
-                .join(series, series.c.scope == scope_of_range.c.level)
-                .join(
-                    usage_distinct,
-                    and_(
-                        usage_distinct.c.series_id == series.c.series_id,
-                        usage_distinct.c.level == pieces.c.level,
-                        usage_distinct.c.bucket >= pieces.c.piece_start,
-                        usage_distinct.c.bucket < pieces.c.piece_end,
-                    ),
-                )
-            )
-            .group_by(pieces.c.range_index)
-        )
 
     def usage_in_ranges(
         self, scope: SeriesScope, ranges: Sequence[tuple[datetime, datetime]]

@@ -2,14 +2,16 @@
 
 Three writers, each exact by construction:
 
-- **Ingest** stores events and, in the same transaction, appends what they add: minute partials
-  to `usage_deltas` (plain inserts: concurrent ingests never wait for each other on a hot
-  subject's row) and UNIQUE_COUNT values to `usage_distinct` at every level. Only events the
-  insert actually stored contribute, so duplicates never count twice.
-- **Compaction** (maintenance) deletes a chunk of deltas with `DELETE … RETURNING` and adds
-  exactly those rows to `usage_rollups` at every level, in one transaction. A reader's snapshot
-  sees a delta either still in `usage_deltas` or already inside the roll-ups, never both and
-  never neither; reads add the two.
+- **Ingest** stores events and, in the same transaction, writes what they add. On PostgreSQL it
+  appends minute partials to `usage_deltas` (plain COPY: concurrent ingests never wait for each
+  other on a hot subject's row); on SQLite, which has one writer at a time anyway, it adds them
+  to `usage_rollups` at every level at once and drops the checkpoints late usage invalidates.
+  UNIQUE_COUNT values go to `usage_distinct` at every level on both. Only events the insert
+  actually stored contribute, so duplicates never count twice.
+- **Compaction** (maintenance, PostgreSQL) deletes a chunk of deltas with `DELETE … RETURNING`
+  and adds exactly those rows to `usage_rollups` at every level, in one transaction. A reader's
+  snapshot sees a delta either still in `usage_deltas` or already inside the roll-ups, never
+  both and never neither; reads add the two.
 - **Backfill** (maintenance) rolls up the events stored before a meter (or its current
   group-by) existed: those with `seq <= backfill_until_seq`. Ingest rolls up every later one.
   That boundary is exact because a meter write takes the `meters` version row FOR UPDATE, which
@@ -135,24 +137,11 @@ _MERGE_POSTGRES: Final = """
     minimum = least(r.minimum, excluded.minimum),
     maximum = greatest(r.maximum, excluded.maximum)
 """
-# SQLite keeps exact decimals as text: its own + would turn them into binary floats.
-_MERGE_SQLITE: Final = """
-    count = count + excluded.count,
-    first_time = min(first_time, excluded.first_time),
-    last_time = max(last_time, excluded.last_time),
-    last_seq = CASE WHEN excluded.last_time > last_time
-        OR (excluded.last_time = last_time AND excluded.last_seq > last_seq)
-        THEN excluded.last_seq ELSE last_seq END,
-    last_value = CASE WHEN excluded.last_time > last_time
-        OR (excluded.last_time = last_time AND excluded.last_seq > last_seq)
-        THEN excluded.last_value ELSE last_value END,
-    total = allotment_add(total, excluded.total),
-    negative_total = allotment_add(negative_total, excluded.negative_total),
-    minimum = allotment_least(minimum, excluded.minimum),
-    maximum = allotment_greatest(maximum, excluded.maximum)
-"""
-
 _COLUMNS_TEXT: Final = ", ".join(_AGGREGATES)
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{name}" for name in _AGGREGATES)
 
 
 class RollupRepository(Repository):
@@ -285,21 +274,38 @@ class RollupRepository(Repository):
 
     def add(
         self, batch: RollupBatch, known_series: Mapping[SeriesKey, int] | None = None
-    ) -> dict[SeriesKey, int]:
-        """Append what newly stored events add (see `accumulate`); returns the ids of the
-        batch's series (see `series_ids` on when they may be remembered)."""
+    ) -> tuple[dict[SeriesKey, int], list[tuple[int, int]]]:
+        """Write what newly stored events add (see `accumulate`). Returns the ids of the
+        batch's series (see `series_ids` on when they may be remembered) and, when the roll-ups
+        were written directly, `(series_id, earliest minute)` of each changed series, so the
+        caller can drop the checkpoints late usage invalidates.
+
+        PostgreSQL appends deltas (module docstring). SQLite has one writer at a time, so no
+        ingest ever waits on another's rows: it adds the batch to the roll-ups at once, which
+        costs less than a delta now and a compaction later."""
         if batch.is_empty:
-            return {}
+            return {}, []
         ids = self.series_ids(batch.series_keys(), known_series)
-        deltas = [
-            (ids[key], minute, *_partial_columns(partial, self._sqlite))
-            for (key, minute), partial in batch.partials.items()
-        ]
-        if deltas:
+        changed: list[tuple[int, int]] = []
+        if batch.partials and self._sqlite:
+            earliest: dict[int, int] = {}
+            minute_partials = []
+            for (key, minute), partial in batch.partials.items():
+                series_id = ids[key]
+                minute_partials.append((series_id, minute, partial))
+                if minute < earliest.get(series_id, minute + 1):
+                    earliest[series_id] = minute
+            self.upsert(fold_levels(minute_partials))
+            changed = sorted(earliest.items())
+        elif batch.partials:
+            deltas = [
+                (ids[key], minute, *_partial_columns(partial, self._sqlite))
+                for (key, minute), partial in batch.partials.items()
+            ]
             self._insert_deltas(deltas)
         if batch.distinct:
             self._insert_distinct(_distinct_rows(batch, ids))
-        return ids
+        return ids, changed
 
     def _insert_deltas(self, rows: list[tuple[Any, ...]]) -> None:
         if self._sqlite:
@@ -375,12 +381,7 @@ class RollupRepository(Repository):
             for (series_id, level, bucket), partial in sorted(partials.items())
         ]
         if self._sqlite:
-            self.connection.exec_driver_sql(
-                f"INSERT INTO usage_rollups (series_id, level, bucket, {_COLUMNS_TEXT}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                f"ON CONFLICT (series_id, level, bucket) DO UPDATE SET {_MERGE_SQLITE}",
-                rows,
-            )
+            self._upsert_sqlite(partials)
             return
         self.connection.exec_driver_sql(
             f"INSERT INTO usage_rollups AS r (series_id, level, bucket, {_COLUMNS_TEXT}) "
@@ -389,6 +390,36 @@ class RollupRepository(Repository):
             "%s::numeric[], %s::numeric[], %s::numeric[]) "
             f"ON CONFLICT (series_id, level, bucket) DO UPDATE SET {_MERGE_POSTGRES}",
             tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+
+    def _upsert_sqlite(self, partials: Mapping[tuple[int, Level, int], Partial]) -> None:
+        """Read the buckets that exist, merge in Python (SQLite's own arithmetic would turn
+        the exact decimal texts into floats), write every bucket back in one executemany."""
+        keys = [(int(level), series_id, bucket) for series_id, level, bucket in partials]
+        merged = {
+            (series_id, Level(level), bucket): p.copy()
+            for (series_id, level, bucket), p in partials.items()
+        }
+        for start in range(0, len(keys), 5_000):
+            found = self.connection.exec_driver_sql(
+                f"SELECT r.level, r.series_id, r.bucket, {_prefixed('r')} "
+                "FROM json_each(?) AS k JOIN usage_rollups AS r "
+                "ON r.level = k.value ->> 0 AND r.series_id = k.value ->> 1 "
+                "AND r.bucket = k.value ->> 2",
+                (orjson.dumps(keys[start : start + 5_000]).decode(),),
+            )
+            for row in found:
+                merged[(int(row[1]), Level(int(row[0])), int(row[2]))].merge(
+                    partial_of_row(row[3:])
+                )
+        rows = [
+            (int(level), series_id, bucket, *_partial_columns(partial, True))
+            for (series_id, level, bucket), partial in sorted(merged.items())
+        ]
+        self.connection.exec_driver_sql(
+            f"INSERT OR REPLACE INTO usage_rollups (level, series_id, bucket, {_COLUMNS_TEXT}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def pending_backfills(self) -> list[RollupStatus]:
@@ -452,10 +483,15 @@ class RollupRepository(Repository):
         if not ids:
             return 0
         marks = ", ".join(["?" if self._sqlite else "%s"] * len(ids))
-        for table in ("usage_rollups", "usage_deltas", "usage_distinct"):
+        # `level IN (...)` lets the keys, which lead with the level, find the rows.
+        for table in ("usage_rollups", "usage_distinct"):
             self.connection.exec_driver_sql(
-                f"DELETE FROM {table} WHERE series_id IN ({marks})", tuple(ids)
+                f"DELETE FROM {table} WHERE level IN (0, 1, 2) AND series_id IN ({marks})",
+                tuple(ids),
             )
+        self.connection.exec_driver_sql(
+            f"DELETE FROM usage_deltas WHERE series_id IN ({marks})", tuple(ids)
+        )
         self.connection.exec_driver_sql(
             f"DELETE FROM usage_series WHERE id IN ({marks})", tuple(ids)
         )

@@ -305,12 +305,14 @@ def _aggregate_columns() -> list[Column[Any]]:
     return [Column(name, kind, nullable=nullable) for name, kind, nullable in _AGGREGATE_COLUMNS]
 
 
-# A series' usage per bucket (level 0 minute, 1 hour, 2 day; bucket = its UTC start in µs).
+# A series' usage per bucket (level 0 minute, 1 hour, 2 day; bucket = its UTC start in µs). The
+# key leads with the level: a read names the level of each of its pieces, so every plan seeks
+# (level, series, bucket range) and none can scan a series' every bucket.
 usage_rollups = Table(
     "usage_rollups",
     metadata,
-    Column("series_id", BigInteger, primary_key=True),
     Column("level", SmallInteger, primary_key=True),
+    Column("series_id", BigInteger, primary_key=True),
     Column("bucket", BigInteger, primary_key=True),
     *_aggregate_columns(),
     sqlite_with_rowid=False,
@@ -333,8 +335,8 @@ usage_deltas = Table(
 usage_distinct = Table(
     "usage_distinct",
     metadata,
-    Column("series_id", BigInteger, primary_key=True),
     Column("level", SmallInteger, primary_key=True),
+    Column("series_id", BigInteger, primary_key=True),
     Column("bucket", BigInteger, primary_key=True),
     Column("value_key", String(256), primary_key=True),
     sqlite_with_rowid=False,

@@ -35,7 +35,9 @@ from allotment.domain.rollups import (
     accumulate,
     renumbered,
 )
+from allotment.domain.snapshots import DEFAULT_GRACE
 from allotment.errors import InvalidInput
+from allotment.storage.repositories.checkpoints import CheckpointRepository
 from allotment.storage.repositories.events import EventRepository
 from allotment.storage.repositories.meters import MeterRepository
 from allotment.storage.repositories.usage import UsageRepository, UsageWindow
@@ -100,9 +102,7 @@ class UsageStore:
         stored = self.events.add_many(batch, received_at, data_texts)
         if meters and prepared is not None and len(stored) == len(batch):
             rollup_batch = renumbered(prepared, [seq for _index, seq in stored])
-            ids = self.rollups.add(rollup_batch, known_series)
-            if learned_series is not None:
-                learned_series.update(ids)
+            self._add(rollup_batch, received_at, known_series, learned_series)
         elif meters and stored:
             received = to_micros(received_at)
 
@@ -112,10 +112,26 @@ class UsageStore:
                     time = received if event.time is None else to_micros(event.time)
                     yield event.type, event.subject, time, seq, event.data
 
-            ids = self.rollups.add(accumulate(RollupBatch(), meters, readings()), known_series)
-            if learned_series is not None:
-                learned_series.update(ids)
+            rollup_batch = accumulate(RollupBatch(), meters, readings())
+            self._add(rollup_batch, received_at, known_series, learned_series)
         return len(stored)
+
+    def _add(
+        self,
+        batch: RollupBatch,
+        received_at: datetime,
+        known_series: Mapping[SeriesKey, int] | None,
+        learned_series: MutableMapping[SeriesKey, int] | None,
+    ) -> None:
+        ids, changed = self.rollups.add(batch, known_series)
+        if learned_series is not None:
+            learned_series.update(ids)
+        # Roll-ups written directly (SQLite): late usage drops the checkpoints it invalidates
+        # in this same transaction (only usage older than the grace window can precede one).
+        cutoff = to_micros(received_at - DEFAULT_GRACE)
+        late = [(series, minute) for series, minute in changed if minute < cutoff]
+        if late:
+            CheckpointRepository(self.connection).delete_for_late_usage(late)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -76,19 +76,19 @@ def upgrade() -> None:
 
     op.create_table(
         "usage_distinct",
-        sa.Column("series_id", sa.BigInteger(), nullable=False),
         sa.Column("level", sa.SmallInteger(), nullable=False),
+        sa.Column("series_id", sa.BigInteger(), nullable=False),
         sa.Column("bucket", sa.BigInteger(), nullable=False),
         sa.Column("value_key", sa.String(length=256), nullable=False),
         sa.PrimaryKeyConstraint(
-            "series_id", "level", "bucket", "value_key", name=op.f("pk_usage_distinct")
+            "level", "series_id", "bucket", "value_key", name=op.f("pk_usage_distinct")
         ),
         sqlite_with_rowid=False,
     )
     op.create_table(
         "usage_rollups",
-        sa.Column("series_id", sa.BigInteger(), nullable=False),
         sa.Column("level", sa.SmallInteger(), nullable=False),
+        sa.Column("series_id", sa.BigInteger(), nullable=False),
         sa.Column("bucket", sa.BigInteger(), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
         sa.Column("first_time", sa.BigInteger(), nullable=False),
@@ -111,7 +111,7 @@ def upgrade() -> None:
         sa.Column(
             "last_value", sa.Numeric().with_variant(sa.String(length=64), "sqlite"), nullable=True
         ),
-        sa.PrimaryKeyConstraint("series_id", "level", "bucket", name=op.f("pk_usage_rollups")),
+        sa.PrimaryKeyConstraint("level", "series_id", "bucket", name=op.f("pk_usage_rollups")),
         sqlite_with_rowid=False,
     )
     op.create_table(

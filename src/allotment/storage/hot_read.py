@@ -1,0 +1,360 @@
+"""The check-access statement: stamps, checkpoint validity and usage of every window, at once.
+
+One statement per read, so its cost is one round trip. Its text depends only on the *shape* of
+the read (is there a customer, a checkpoint to check; which series each entitlement reads), not
+on the instants or windows, so it is built with SQLAlchemy once per shape, compiled, cached
+(`prepared`), and afterwards sent straight to the driver: the windows travel as one parameter
+(a JSON array on SQLite, arrays on PostgreSQL).
+
+The statement is a UNION ALL of row kinds with the same columns:
+
+- `kind 0`, one row: the catalog version, the customer's revision, whether the checkpoint still
+  exists with no usage before it waiting in the deltas, and the newest checkpoint's instant;
+- `kind 1`, one row per range with usage: the merged partial of its buckets and deltas;
+- `kind 2`, one row per range of a UNIQUE_COUNT meter: the count of distinct values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Dialect,
+    Integer,
+    Select,
+    SmallInteger,
+    Subquery,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from allotment.domain.group_filters import StringFilter
+from allotment.domain.meters import Aggregation, Meter
+from allotment.storage.meter_sql import MeterDialect, for_dialect
+from allotment.storage.tables import (
+    balance_checkpoints,
+    catalog_versions,
+    customers,
+    usage_deltas,
+    usage_distinct,
+    usage_rollups,
+    usage_series,
+)
+
+KIND_STAMPS: Final = 0
+KIND_PARTIALS: Final = 1
+KIND_DISTINCT: Final = 2
+
+_PREPARED_MAX: Final = 10_000
+
+
+@dataclass(frozen=True)
+class SeriesShape:
+    """Which series one entitlement reads (part of the statement's text)."""
+
+    meter_id: str
+    generation: int
+    subjects: tuple[str, ...]
+    advanced_filters: tuple[tuple[str, StringFilter], ...]
+    distinct: bool
+
+
+@dataclass(frozen=True)
+class ReadShape:
+    with_customer: bool
+    with_checkpoint: bool
+    with_newest: bool
+    series: tuple[SeriesShape, ...]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        customer_id: str | None,
+        checkpoint_at: datetime | None,
+        newest_for: str | None,
+        scopes: Sequence[tuple[Meter, int, Sequence[str], Mapping[str, StringFilter] | None]],
+    ) -> ReadShape:
+        return cls(
+            with_customer=customer_id is not None,
+            with_checkpoint=newest_for is not None and checkpoint_at is not None,
+            with_newest=newest_for is not None,
+            series=tuple(
+                SeriesShape(
+                    meter.id,
+                    generation,
+                    tuple(subjects),
+                    tuple(sorted((filters or {}).items())),
+                    meter.aggregation is Aggregation.UNIQUE_COUNT,
+                )
+                for meter, generation, subjects, filters in scopes
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    sql: str
+    positional: tuple[str, ...] | None
+    """Parameter names in order (SQLite), or None for named parameters (PostgreSQL)."""
+    fixed: Mapping[str, Any]
+    """Parameters baked into the shape (meter ids, subjects, filters)."""
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        merged = {**self.fixed, **values}
+        if self.positional is None:
+            return merged
+        return tuple(merged[name] for name in self.positional)
+
+
+_cache: dict[tuple[str, ReadShape], Prepared] = {}
+
+
+def prepared(dialect: Dialect, shape: ReadShape) -> Prepared:
+    """The compiled statement of `shape` (built on first use)."""
+    key = (dialect.name, shape)
+    found = _cache.get(key)
+    if found is None:
+        found = _compile(dialect, shape)
+        if len(_cache) >= _PREPARED_MAX:
+            _cache.clear()
+        _cache[key] = found
+    return found
+
+
+def rows_parameters(dialect_name: str, name: str, rows: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Five-column rows `(range_index, scope, level, start, end)` as the statement's
+    parameters."""
+    if dialect_name == "postgresql":
+        columns: list[list[int]] = [[] for _ in range(5)]
+        for row in rows:
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        return {f"{name}_{i}": column for i, column in enumerate(columns)}
+    return {name: json.dumps(rows)}
+
+
+def _rows_table(dialect_name: str, name: str) -> Subquery:
+    """The rows of `rows_parameters(name)` as a table
+    `(range_index, scope, level, piece_start, piece_end)`."""
+    labels = ("range_index", "scope", "level", "piece_start", "piece_end")
+    if dialect_name == "postgresql":
+        kinds = (Integer, Integer, SmallInteger, BigInteger, BigInteger)
+        table = (
+            func.unnest(
+                *(
+                    cast(bindparam(f"{name}_{i}", value=[]), ARRAY(kind))
+                    for i, kind in enumerate(kinds)
+                )
+            )
+            .table_valued(*labels)
+            .render_derived()
+        )
+        return select(*(table.c[label] for label in labels)).subquery(name)
+    items = func.json_each(bindparam(name, type_=Text, value="[]")).table_valued("value")
+    return select(
+        *(
+            func.json_extract(items.c.value, f"$[{i}]", type_=BigInteger).label(label)
+            for i, label in enumerate(labels)
+        )
+    ).subquery(name)
+
+
+def _series_map(dialect: MeterDialect, dialect_name: str, shape: ReadShape) -> Subquery:
+    from allotment.storage.rollup_reads import series_conditions
+
+    parts = [
+        select(literal(number, Integer).label("scope"), usage_series.c.id.label("series_id")).where(
+            *series_conditions(
+                dialect,
+                dialect_name,
+                series.meter_id,
+                series.generation,
+                series.subjects,
+                dict(series.advanced_filters),
+            )
+        )
+        for number, series in enumerate(shape.series)
+    ]
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("series_map")
+
+
+def _aggregates(table: Any) -> list[ColumnElement[Any]]:
+    return [
+        table.c["count"],
+        table.c.first_time,
+        table.c.last_time,
+        table.c.last_seq,
+        table.c.total,
+        table.c.negative_total,
+        table.c.minimum,
+        table.c.maximum,
+        table.c.last_value,
+    ]
+
+
+def _null_amounts() -> list[ColumnElement[Any]]:
+    # Untyped NULLs: the union's column types come from its first part, and amounts read back
+    # as each database holds them (NUMERIC, or SQLite's decimal text).
+    return [
+        null().label(name)
+        for name in ("total", "negative_total", "minimum", "maximum", "last_value")
+    ]
+
+
+def _stamps(shape: ReadShape, series: Subquery | None) -> Select[Any]:
+    catalog = (
+        select(catalog_versions.c.version)
+        .where(catalog_versions.c.name == "catalog")
+        .scalar_subquery()
+    )
+    revision: ColumnElement[Any] = literal(None, BigInteger)
+    if shape.with_customer:
+        revision = (
+            select(customers.c.revision)
+            .where(customers.c.id == bindparam("read_customer", value=None))
+            .scalar_subquery()
+        )
+    at = type_coerce(balance_checkpoints.c.at, BigInteger)
+    newest: ColumnElement[Any] = literal(None, BigInteger)
+    if shape.with_newest:
+        newest = (
+            select(func.max(at))
+            .where(
+                balance_checkpoints.c.entitlement_id == bindparam("read_entitlement", value=None),
+                at <= bindparam("read_at", value=None, type_=BigInteger),
+            )
+            .scalar_subquery()
+        )
+    valid: ColumnElement[Any] = literal(1, BigInteger)
+    if shape.with_checkpoint:
+        checkpoint_at = bindparam("read_checkpoint_at", value=None, type_=BigInteger)
+        condition: ColumnElement[bool] = (
+            select(balance_checkpoints.c.entitlement_id)
+            .where(
+                balance_checkpoints.c.entitlement_id == bindparam("read_entitlement", value=None),
+                at == checkpoint_at,
+            )
+            .exists()
+        )
+        if series is not None:
+            waiting = (
+                select(usage_deltas.c.id)
+                .where(
+                    usage_deltas.c.series_id.in_(select(series.c.series_id)),
+                    usage_deltas.c.minute < checkpoint_at,
+                )
+                .exists()
+            )
+            condition = and_(condition, ~waiting)
+        valid = case((condition, 1), else_=0)
+    return select(
+        literal(KIND_STAMPS, Integer).label("kind"),
+        literal(0, Integer).label("range_index"),
+        catalog.label("a"),
+        revision.label("b"),
+        valid.label("c"),
+        newest.label("d"),
+        *_null_amounts(),
+    )
+
+
+def _partials(
+    dialect: MeterDialect, pieces: Subquery, ranges: Subquery, series: Subquery
+) -> Select[Any]:
+    rollups = select(pieces.c.range_index, *_aggregates(usage_rollups)).select_from(
+        pieces.join(series, series.c.scope == pieces.c.scope).join(
+            usage_rollups,
+            and_(
+                usage_rollups.c.level == pieces.c.level,
+                usage_rollups.c.series_id == series.c.series_id,
+                usage_rollups.c.bucket >= pieces.c.piece_start,
+                usage_rollups.c.bucket < pieces.c.piece_end,
+            ),
+        )
+    )
+    deltas = select(ranges.c.range_index, *_aggregates(usage_deltas)).select_from(
+        ranges.join(series, series.c.scope == ranges.c.scope).join(
+            usage_deltas,
+            and_(
+                usage_deltas.c.series_id == series.c.series_id,
+                usage_deltas.c.minute >= ranges.c.piece_start,
+                usage_deltas.c.minute < ranges.c.piece_end,
+            ),
+        )
+    )
+    union = union_all(rollups, deltas).subquery("parts")
+    latest_value = dialect.latest(union.c.last_value, union.c.last_time, union.c.last_seq)
+    latest_seq = dialect.latest(union.c.last_seq, union.c.last_time, union.c.last_seq)
+    return select(
+        literal(KIND_PARTIALS, Integer).label("kind"),
+        union.c.range_index.label("range_index"),
+        func.sum(union.c["count"]).label("count"),
+        func.min(union.c.first_time).label("first_time"),
+        func.max(union.c.last_time).label("last_time"),
+        latest_seq.label("last_seq"),
+        dialect.arithmetic(Aggregation.SUM, union.c.total).label("total"),
+        dialect.arithmetic(Aggregation.SUM, union.c.negative_total).label("negative_total"),
+        dialect.arithmetic(Aggregation.MIN, union.c.minimum).label("minimum"),
+        dialect.arithmetic(Aggregation.MAX, union.c.maximum).label("maximum"),
+        latest_value.label("last_value"),
+    ).group_by(union.c.range_index)
+
+
+def _distinct(pieces: Subquery, series: Subquery) -> Select[Any]:
+    return (
+        select(
+            literal(KIND_DISTINCT, Integer).label("kind"),
+            pieces.c.range_index.label("range_index"),
+            literal(None, BigInteger).label("a"),
+            literal(None, BigInteger).label("b"),
+            func.count(usage_distinct.c.value_key.distinct()).label("c"),
+            literal(None, BigInteger).label("d"),
+            *_null_amounts(),
+        )
+        .select_from(
+            pieces.join(series, series.c.scope == pieces.c.scope).join(
+                usage_distinct,
+                and_(
+                    usage_distinct.c.level == pieces.c.level,
+                    usage_distinct.c.series_id == series.c.series_id,
+                    usage_distinct.c.bucket >= pieces.c.piece_start,
+                    usage_distinct.c.bucket < pieces.c.piece_end,
+                ),
+            )
+        )
+        .group_by(pieces.c.range_index)
+    )
+
+
+def _compile(dialect: Dialect, shape: ReadShape) -> Prepared:
+    meter_dialect = for_dialect(dialect.name)
+    series = _series_map(meter_dialect, dialect.name, shape) if shape.series else None
+    parts: list[Select[Any]] = [_stamps(shape, series)]
+    if series is not None:
+        pieces = _rows_table(dialect.name, "read_pieces")
+        ranges = _rows_table(dialect.name, "read_ranges")
+        if any(not s.distinct for s in shape.series):
+            parts.append(_partials(meter_dialect, pieces, ranges, series))
+        if any(s.distinct for s in shape.series):
+            parts.append(_distinct(pieces, series))
+    statement = union_all(*parts) if len(parts) > 1 else parts[0]
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+    return Prepared(compiled.string, positional, dict(compiled.params))
