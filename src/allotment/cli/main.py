@@ -57,7 +57,7 @@ def maintenance() -> None:
 
     report = run_until_idle(STATE.context)
     typer.echo(
-        f"folded {report.compacted} series deltas, backfilled {report.backfilled} event "
+        f"folded {report.compacted} usage deltas, backfilled {report.backfilled} event "
         f"positions, dropped {report.dropped} stale series",
         err=True,
     )

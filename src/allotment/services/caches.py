@@ -83,6 +83,14 @@ class ServiceCaches:
         with self._lock:
             self._definitions.pop(key, None)
 
+    _compacted_since_vacuum: int = 0
+
+    def count_compacted(self, deltas: int = 0, *, reset: bool = False) -> int:
+        """Deltas folded since the deltas table was last vacuumed."""
+        with self._lock:
+            self._compacted_since_vacuum = 0 if reset else self._compacted_since_vacuum + deltas
+            return self._compacted_since_vacuum
+
     def wake_maintenance(self) -> None:
         self.maintenance_wanted.set()
 

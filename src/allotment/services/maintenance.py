@@ -39,6 +39,8 @@ COMPACT_CHUNK = 5_000
 BACKFILL_SEQ_SPAN = 20_000
 """Event seq values a backfill transaction covers."""
 STALE_SERIES_CHUNK = 2_000
+VACUUM_AFTER_DELTAS = 20_000
+"""Deltas folded between two vacuums of their table (PostgreSQL)."""
 
 
 @dataclass
@@ -65,8 +67,8 @@ def compact(context: ServiceContext, limit: int = COMPACT_CHUNK) -> int:
     with context.database.unit_of_work(write=True) as uow:
         if not uow.rollups.try_lock_maintenance():
             return 0
-        changed = uow.rollups.compact(limit)
-        if not changed:
+        folded, changed = uow.rollups.compact(limit)
+        if not folded:
             return 0
         # Only usage older than the grace window can precede a checkpoint (they are saved at
         # least that far in the past).
@@ -74,7 +76,7 @@ def compact(context: ServiceContext, limit: int = COMPACT_CHUNK) -> int:
         late = [(series, minute) for series, minute in changed if minute < cutoff]
         uow.checkpoints.delete_for_late_usage(late)
         uow.commit()
-        return len(changed)
+        return folded
 
 
 def backfill(context: ServiceContext, span: int = BACKFILL_SEQ_SPAN) -> int:
@@ -153,8 +155,16 @@ def _last_active_minute(entitlement: Entitlement, now: datetime) -> datetime:
     return now if end is None or end > now else end
 
 
+def vacuum_deltas(context: ServiceContext) -> None:
+    with context.database.single_statement() as uow:
+        uow.rollups.vacuum_deltas()
+
+
 def run_once(context: ServiceContext) -> MaintenanceReport:
     report = MaintenanceReport(compacted=compact(context))
+    if context.caches.count_compacted(report.compacted) >= VACUUM_AFTER_DELTAS:
+        vacuum_deltas(context)
+        context.caches.count_compacted(reset=True)
     report.backfilled = backfill(context)
     requested = context.caches.take_checkpoint_requests()
     if requested:

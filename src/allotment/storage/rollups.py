@@ -345,9 +345,10 @@ class RollupRepository(Repository):
         ).scalar()
         return bool(locked)
 
-    def compact(self, limit: int) -> list[tuple[int, int]]:
-        """Fold up to `limit` deltas into the roll-ups; returns `(series_id, earliest minute)`
-        of every series that changed, so the caller can drop checkpoints it invalidates."""
+    def compact(self, limit: int) -> tuple[int, list[tuple[int, int]]]:
+        """Fold up to `limit` deltas into the roll-ups; returns how many, and `(series_id,
+        earliest minute)` of every series that changed, so the caller can drop the
+        checkpoints it invalidates."""
         if self._sqlite:
             taken = self.connection.exec_driver_sql(
                 f"DELETE FROM usage_deltas WHERE id IN (SELECT id FROM usage_deltas ORDER BY id "
@@ -361,7 +362,7 @@ class RollupRepository(Repository):
                 (limit,),
             ).all()
         if not taken:
-            return []
+            return 0, []
         earliest: dict[int, int] = {}
         minute_partials = []
         for row in taken:
@@ -370,7 +371,7 @@ class RollupRepository(Repository):
             if minute < earliest.get(series_id, minute + 1):
                 earliest[series_id] = minute
         self.upsert(fold_levels(minute_partials))
-        return sorted(earliest.items())
+        return len(taken), sorted(earliest.items())
 
     def upsert(self, partials: Mapping[tuple[int, Level, int], Partial]) -> None:
         """Add `partials` to the roll-ups, creating the buckets that do not exist yet."""
@@ -421,6 +422,13 @@ class RollupRepository(Repository):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+
+    def vacuum_deltas(self) -> None:
+        """PostgreSQL: reclaim the rows compaction deleted. Deltas churn constantly, and reads
+        that look for pending usage must not wade through dead rows until autovacuum comes by
+        (or forever, where it is off). Needs a unit without a transaction (`single_statement`)."""
+        if not self._sqlite:
+            self.connection.exec_driver_sql("VACUUM (ANALYZE) usage_deltas")
 
     def pending_backfills(self) -> list[RollupStatus]:
         """Live meters whose roll-ups are not complete yet, oldest work first."""
