@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -207,6 +207,9 @@ class Period:
         return self.end - self.start
 
 
+_BOUNDARIES_KEPT = 1024
+
+
 @dataclass(frozen=True)
 class Recurrence:
     """Boundaries `anchor + k·interval` for every integer k; the anchor is floored to the minute.
@@ -218,13 +221,24 @@ class Recurrence:
 
     interval: Interval
     anchor: datetime
+    # Boundaries computed so far: a recurrence is asked for the same few again and again (every
+    # read of a cached entitlement), and calendar arithmetic is not cheap.
+    _boundaries: dict[int, datetime] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor", truncate_to_minute(self.anchor))
 
     def boundary(self, k: int) -> datetime:
         """The k-th boundary, `anchor + k·interval` (k may be negative)."""
-        return self.interval.add(self.anchor, k)
+        found = self._boundaries.get(k)
+        if found is None:
+            found = self.interval.add(self.anchor, k)
+            if len(self._boundaries) >= _BOUNDARIES_KEPT:
+                self._boundaries.clear()
+            self._boundaries[k] = found
+        return found
 
     def index_at_or_before(self, t: datetime) -> int:
         """The largest k with `boundary(k) <= t`.

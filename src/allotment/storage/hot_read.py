@@ -16,12 +16,12 @@ The statement is a UNION ALL of row kinds with the same columns:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -147,7 +147,7 @@ def rows_parameters(dialect_name: str, name: str, rows: Sequence[Sequence[int]])
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         return {f"{name}_{i}": column for i, column in enumerate(columns)}
-    return {name: json.dumps(rows)}
+    return {name: orjson.dumps(rows).decode()}
 
 
 def _rows_table(dialect_name: str, name: str) -> Subquery:
