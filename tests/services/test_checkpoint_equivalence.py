@@ -150,7 +150,11 @@ def _check(context: ServiceContext, clock: SettableClock) -> None:
     for at in {now, now - timedelta(minutes=7), now - timedelta(hours=3, seconds=20)}:
         if at < START:
             continue
-        assert _served(context, at) == _from_scratch(context, at), at
+        expected = _from_scratch(context, at)
+        assert _served(context, at) == expected, at
+        # A customer's access (every entitlement in one read) starts from checkpoints too.
+        access = entitlement_values.customer_access(context, "acme", at)
+        assert _shape(access["ai_tokens"])[:5] == expected[:5], at
 
 
 def _apply(context: ServiceContext, clock: SettableClock, step: Step, live: list[str]) -> None:

@@ -21,7 +21,7 @@ grant and reset gives; caches and checkpoints only decide how much has to be rea
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from allotment.domain.access import (
@@ -47,7 +47,12 @@ from allotment.services.entitlement_owners import (
     Owner,
     find_owner,
 )
-from allotment.services.metered_inputs import MeteredInputs, checkpoint_start, metered_inputs
+from allotment.services.metered_inputs import (
+    MeteredInputs,
+    checkpoint_start,
+    fits,
+    metered_inputs,
+)
 from allotment.storage import UnitOfWork
 from allotment.storage.repositories.versions import CATALOG
 from allotment.storage.rollup_reads import Probe
@@ -155,11 +160,22 @@ def _read(
     with context.database.unit_of_work() as uow:
         definitions = load(uow)
         read = _evaluate(uow, definitions, t)
-    # Loaded and read in one snapshot, so the stamps held; a checkpoint that did not hold was
-    # already passed over by checkpoint_start.
+        if not read.current:
+            # Loaded in this very snapshot, so only a checkpoint can fail: one that late usage
+            # waiting in the deltas predates. Keep the valid ones, each checked on its own.
+            definitions = _with_checked_checkpoints(uow, definitions)
+            read = _evaluate(uow, definitions, t)
     caches.remember_definitions(key, definitions)
     _ask_for_checkpoints(context, definitions, t, now)
     return definitions, read.values
+
+
+def _with_checked_checkpoints(uow: UnitOfWork, definitions: Definitions) -> Definitions:
+    metered = {
+        entitlement_id: replace(m, checkpoint=checkpoint_start(uow, m.inputs, LATEST))
+        for entitlement_id, m in definitions.metered.items()
+    }
+    return replace(definitions, metered=metered)
 
 
 def _choose(
@@ -211,14 +227,14 @@ def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
                     metered.rollups,
                 )
             )
-    # The probe checks one checkpoint: a read of several entitlements (customer access) uses
-    # none, since its runs are short anyway once roll-ups answer the windows.
-    probe_checkpoint = runs[0][2] if len(runs) == 1 else None
+    single = runs[0][0].id if len(runs) == 1 else None
     probe = Probe(
         customer_id=definitions.customer.id if definitions.customer else None,
-        entitlement_id=runs[0][0].id if len(runs) == 1 else None,
-        checkpoint_at=probe_checkpoint.at if probe_checkpoint is not None else None,
-        read_at=t if len(runs) == 1 else None,
+        checkpoints=tuple(
+            (entitlement.id, start.at) if start is not None else None
+            for entitlement, _metered, start, _windows in runs
+        ),
+        newest_for=(single, t) if single is not None else None,
     )
     result, usage = uow.usage_store.read(probe, requests)
     current = (
@@ -299,11 +315,22 @@ def _definitions(
     revision = uow.customers.revision(customer.id)
     inputs = metered_inputs(uow, customer, [e for e in candidates if e.is_metered])
     statuses = uow.rollups.statuses(sorted({i.meter.id for i in inputs.values()}))
+    # The newest checkpoint of each, unchecked: the read's statement checks them, and a
+    # checkpoint it refuses is replaced (`_with_checked_checkpoints`).
+    newest = uow.checkpoints.newest_of([i for i in inputs if _tracked(inputs[i], statuses)])
     metered: dict[str, _Metered] = {}
     for entitlement_id, entitlement_inputs in inputs.items():
         meter = entitlement_inputs.meter
         status = statuses.get(meter.id)
         ready = status if status is not None and status.ready and not meter.is_deleted else None
-        checkpoint = checkpoint_start(uow, entitlement_inputs, LATEST)
+        checkpoint = newest.get(entitlement_id)
+        if checkpoint is not None and not fits(entitlement_inputs, checkpoint):
+            checkpoint = None
         metered[entitlement_id] = _Metered(entitlement_inputs, ready, checkpoint)
     return Definitions(version, customer, revision, candidates, metered)
+
+
+def _tracked(inputs: MeteredInputs, statuses: Mapping[str, RollupStatus]) -> bool:
+    """Whether the meter's late usage is tracked (storage/usage_store.py `tracks_late_usage`):
+    only then may a read start from a checkpoint of the entitlement."""
+    return not inputs.meter.is_deleted and inputs.meter.id in statuses

@@ -57,16 +57,14 @@ def metered_inputs(
     ids = [e.id for e in metered]
     grants = uow.grants.for_entitlements(ids)
     resets = uow.entitlements.resets_of(ids)
-    features: dict[str, Feature] = {}
-    meters: dict[str, Meter] = {}
+    features = uow.features.get_many([e.feature_id for e in metered])
+    slugs = [f.meter_slug for f in features.values() if f.meter_slug is not None]
+    # A deleted meter's events still measure the entitlements it backed.
+    meters = uow.meters.for_slugs(slugs)
     result: dict[str, MeteredInputs] = {}
     for entitlement in metered:
-        feature = features.get(entitlement.feature_id)
-        if feature is None:
-            found = uow.features.get(entitlement.feature_id)
-            assert found is not None  # an entitlement's feature is archived, never removed
-            feature = features[found.id] = found
-        meter = _meter(uow, meters, entitlement, feature)
+        feature = features[entitlement.feature_id]  # archived, never removed
+        meter = _meter(meters, entitlement, feature)
         result[entitlement.id] = MeteredInputs(
             entitlement=entitlement,
             terms=MeteredTerms(
@@ -83,9 +81,7 @@ def metered_inputs(
     return result
 
 
-def _meter(
-    uow: UnitOfWork, meters: dict[str, Meter], entitlement: Entitlement, feature: Feature
-) -> Meter:
+def _meter(meters: Mapping[str, Meter], entitlement: Entitlement, feature: Feature) -> Meter:
     slug = feature.meter_slug
     if slug is None:
         raise PreconditionFailed(
@@ -94,15 +90,11 @@ def _meter(
         )
     meter = meters.get(slug)
     if meter is None:
-        # A deleted meter's events still measure the entitlements it backed.
-        meter = uow.meters.get_live_by_slug(slug) or uow.meters.find(slug)
-        if meter is None:
-            raise PreconditionFailed(
-                f"meter '{slug}' of feature '{feature.key}' no longer exists, so the usage of "
-                f"entitlement {entitlement.id} cannot be measured",
-                field="featureKey",
-            )
-        meters[slug] = meter
+        raise PreconditionFailed(
+            f"meter '{slug}' of feature '{feature.key}' no longer exists, so the usage of "
+            f"entitlement {entitlement.id} cannot be measured",
+            field="featureKey",
+        )
     return meter
 
 

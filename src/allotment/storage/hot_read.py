@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -78,7 +77,8 @@ class SeriesShape:
 @dataclass(frozen=True)
 class ReadShape:
     with_customer: bool
-    with_checkpoint: bool
+    checkpoints: tuple[bool, ...]
+    """Per entitlement: whether the read starts from a checkpoint the statement must check."""
     with_newest: bool
     series: tuple[SeriesShape, ...]
 
@@ -87,14 +87,14 @@ class ReadShape:
         cls,
         *,
         customer_id: str | None,
-        checkpoint_at: datetime | None,
-        newest_for: str | None,
+        checkpoints: Sequence[bool],
+        with_newest: bool,
         scopes: Sequence[tuple[Meter, int, Sequence[str], Mapping[str, StringFilter] | None]],
     ) -> ReadShape:
         return cls(
             with_customer=customer_id is not None,
-            with_checkpoint=newest_for is not None and checkpoint_at is not None,
-            with_newest=newest_for is not None,
+            checkpoints=tuple(checkpoints),
+            with_newest=with_newest,
             series=tuple(
                 SeriesShape(
                     meter.id,
@@ -237,33 +237,39 @@ def _stamps(shape: ReadShape, series: Subquery | None) -> Select[Any]:
         newest = (
             select(func.max(at))
             .where(
-                balance_checkpoints.c.entitlement_id == bindparam("read_entitlement", value=None),
+                balance_checkpoints.c.entitlement_id == bindparam("read_newest_for", value=None),
                 at <= bindparam("read_at", value=None, type_=BigInteger),
             )
             .scalar_subquery()
         )
-    valid: ColumnElement[Any] = literal(1, BigInteger)
-    if shape.with_checkpoint:
-        checkpoint_at = bindparam("read_checkpoint_at", value=None, type_=BigInteger)
-        condition: ColumnElement[bool] = (
+    checks: list[ColumnElement[bool]] = []
+    for number, checked in enumerate(shape.checkpoints):
+        if not checked:
+            continue
+        checkpoint_at = bindparam(f"read_checkpoint_at_{number}", value=None, type_=BigInteger)
+        checks.append(
             select(balance_checkpoints.c.entitlement_id)
             .where(
-                balance_checkpoints.c.entitlement_id == bindparam("read_entitlement", value=None),
+                balance_checkpoints.c.entitlement_id
+                == bindparam(f"read_checkpoint_of_{number}", value=None),
                 at == checkpoint_at,
             )
             .exists()
         )
         if series is not None:
-            waiting = (
-                select(usage_deltas.c.id)
+            # Usage before the checkpoint still waiting in the deltas: it may not include it.
+            of_scope = select(series.c.series_id).where(series.c.scope == number)
+            checks.append(
+                ~select(usage_deltas.c.id)
                 .where(
-                    usage_deltas.c.series_id.in_(select(series.c.series_id)),
+                    usage_deltas.c.series_id.in_(of_scope),
                     usage_deltas.c.minute < checkpoint_at,
                 )
                 .exists()
             )
-            condition = and_(condition, ~waiting)
-        valid = case((condition, 1), else_=0)
+    valid: ColumnElement[Any] = literal(1, BigInteger)
+    if checks:
+        valid = case((and_(*checks), 1), else_=0)
     return select(
         literal(KIND_STAMPS, Integer).label("kind"),
         literal(0, Integer).label("range_index"),

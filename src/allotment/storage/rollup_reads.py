@@ -201,12 +201,13 @@ def _merged(dialect: MeterDialect, union: Subquery) -> list[ColumnElement[Any]]:
 @dataclass(frozen=True)
 class Probe:
     """What a read's one statement also checks, besides usage (services/entitlement_values.py):
-    the stamps cached definitions were loaded at, and whether a checkpoint still holds."""
+    the stamps cached definitions were loaded at, and whether the checkpoints still hold."""
 
     customer_id: str | None
-    entitlement_id: str | None = None
-    checkpoint_at: datetime | None = None
-    read_at: datetime | None = None
+    checkpoints: tuple[tuple[str, datetime] | None, ...] = ()
+    """Per request: `(entitlement id, checkpoint instant)` its run starts from, or None."""
+    newest_for: tuple[str, datetime] | None = None
+    """`(entitlement id, read instant)`: also report its newest checkpoint up to then."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class ProbeResult:
     catalog_version: int
     customer_revision: int | None
     checkpoint_valid: bool
-    """The probe's checkpoint still exists and no usage before it waits in the deltas."""
+    """Every probed checkpoint still exists and no usage before it waits in the deltas."""
     newest_checkpoint: datetime | None
     """The entitlement's latest checkpoint at or before `read_at`."""
 
@@ -265,11 +266,11 @@ class RollupReader(Repository):
                 for piece in split_range(low, high).pieces:
                     pieces.append((index, number, int(piece.level), piece.start, piece.end))
                 ranges.append((index, number, 0, low, high))
-        newest_for = probe.entitlement_id if probe.read_at is not None else None
+        checkpoints = list(probe.checkpoints) + [None] * (len(requests) - len(probe.checkpoints))
         shape = hot_read.ReadShape.of(
             customer_id=probe.customer_id,
-            checkpoint_at=probe.checkpoint_at,
-            newest_for=newest_for,
+            checkpoints=[c is not None for c in checkpoints],
+            with_newest=probe.newest_for is not None,
             scopes=[
                 (
                     r.scope.meter,
@@ -281,14 +282,14 @@ class RollupReader(Repository):
             ],
         )
         statement = hot_read.prepared(self.connection.dialect, shape)
-        values: dict[str, Any] = {
-            "read_customer": probe.customer_id,
-            "read_entitlement": probe.entitlement_id,
-            "read_checkpoint_at": (
-                to_micros(probe.checkpoint_at) if probe.checkpoint_at is not None else None
-            ),
-            "read_at": to_micros(probe.read_at) if probe.read_at is not None else None,
-        }
+        values: dict[str, Any] = {"read_customer": probe.customer_id}
+        if probe.newest_for is not None:
+            values["read_newest_for"] = probe.newest_for[0]
+            values["read_at"] = to_micros(probe.newest_for[1])
+        for number, checkpoint in enumerate(checkpoints):
+            if checkpoint is not None:
+                values[f"read_checkpoint_of_{number}"] = checkpoint[0]
+                values[f"read_checkpoint_at_{number}"] = to_micros(checkpoint[1])
         values.update(hot_read.rows_parameters(self.dialect, "read_pieces", pieces))
         values.update(hot_read.rows_parameters(self.dialect, "read_ranges", ranges))
         rows = self.connection.exec_driver_sql(statement.sql, statement.parameters(values)).all()

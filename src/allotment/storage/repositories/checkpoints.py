@@ -67,6 +67,20 @@ class CheckpointRepository(Repository):
         ).first()
         return None if row is None else state_of_text(from_micros(int(row[0])), row[1])
 
+    def newest_of(self, entitlement_ids: Sequence[str]) -> dict[str, EngineState]:
+        """The latest checkpoint of each entitlement, in one query."""
+        if not entitlement_ids:
+            return {}
+        marks = ", ".join([self._mark()] * len(entitlement_ids))
+        rows = self.connection.exec_driver_sql(
+            "SELECT c.entitlement_id, c.at, c.state FROM balance_checkpoints AS c JOIN ("
+            "SELECT entitlement_id, max(at) AS at FROM balance_checkpoints "
+            f"WHERE entitlement_id IN ({marks}) GROUP BY entitlement_id) AS newest "
+            "ON newest.entitlement_id = c.entitlement_id AND newest.at = c.at",
+            tuple(entitlement_ids),
+        )
+        return {row[0]: state_of_text(from_micros(int(row[1])), row[2]) for row in rows}
+
     def at_or_before(self, entitlement_id: str, at_most: datetime) -> list[datetime]:
         """The instants of every checkpoint at or before `at_most`, newest first."""
         mark = self._mark()

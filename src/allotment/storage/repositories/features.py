@@ -7,7 +7,7 @@ out. A key names at most one live (not archived) feature: a partial unique index
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +86,15 @@ class FeatureRepository(Repository):
             .returning(features.c.id)
         )
         return self.connection.execute(statement).first() is not None
+
+    def get_many(self, feature_ids: Sequence[str]) -> dict[str, Feature]:
+        """Features by id (archived ones too), in one query."""
+        if not feature_ids:
+            return {}
+        rows = self.connection.execute(
+            select(features).where(features.c.id.in_(sorted(set(feature_ids))))
+        )
+        return {row.id: _to_feature(row) for row in rows}
 
     def get(self, feature_id: str) -> Feature | None:
         """By id, archived or not."""

@@ -92,6 +92,18 @@ class MeterRepository(Repository):
         ).first()
         return None if row is None else _to_meter(row)
 
+    def for_slugs(self, slugs: Sequence[str]) -> dict[str, Meter]:
+        """The meter answering to each slug: the live one, else the last deleted one."""
+        if not slugs:
+            return {}
+        rows = self.connection.execute(
+            select(meters)
+            .where(meters.c.slug.in_(sorted(set(slugs))))
+            .order_by(meters.c.deleted_at.is_(None), meters.c.deleted_at, meters.c.id)
+        )
+        # Ordered so that the one to keep comes last: deleted ones by time, the live one after.
+        return {row.slug: _to_meter(row) for row in rows}
+
     def find(self, id_or_slug: str) -> Meter | None:
         """By id first, then the live meter with that slug, then the last deleted one with it."""
         meter = self.get(id_or_slug)
