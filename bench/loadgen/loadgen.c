@@ -15,7 +15,8 @@
  *
  * Requests come from a file of records, rotated over (request k uses record k mod n):
  *   METHOD SP PATH SP CONTENT-TYPE-or-"-" SP BODY-LENGTH LF, then BODY-LENGTH bytes, then LF.
- * --once sends every record exactly once, in order, then stops (bulk ingest, sequences).
+ * --once sends every record exactly once, in order, then stops (bulk ingest); --sequential
+ * too, but one at a time, each on the next connection in turn (a write, then the read after it).
  * --dump FILE writes every answer: "index status latency_us body_length LF body LF".
  *
  * The summary is one JSON object on stdout. Exit status 0 unless the arguments were wrong or
@@ -73,6 +74,7 @@ static double opt_duration = 5.0;
 static double opt_rate = 0.0;
 static double opt_drain = 5.0;
 static int opt_once = 0;
+static int opt_sequential = 0; /* --once, one request at a time, connections taken in turn */
 static const char *opt_requests = NULL;
 static const char *opt_dump = NULL;
 static char *opt_headers = NULL; /* extra header lines, CRLF-terminated */
@@ -382,7 +384,8 @@ static void on_readable(conn_t *c, uint64_t now) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P --requests FILE [--host 127.0.0.1] [--connections N]\n"
-            "               [--duration S] [--rate R] [--once] [--drain S] [--dump FILE]\n"
+            "               [--duration S] [--rate R] [--once | --sequential] [--drain S]\n"
+            "               [--dump FILE]\n"
             "               [--header 'Name: value']...\n");
     exit(2);
 }
@@ -393,6 +396,10 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--once")) {
             opt_once = 1;
+            continue;
+        }
+        if (!strcmp(a, "--sequential")) {
+            opt_once = opt_sequential = 1;
             continue;
         }
         if (!v) usage();
@@ -457,8 +464,16 @@ int main(int argc, char **argv) {
         if (completed == 0 && reconnects + connect_errors > 1000) die("cannot reach the server");
         if (now >= give_up) break;
 
+        /* --sequential: the next request waits for the answer before it, on the next connection
+         * in turn (so a write and the read after it may meet different server workers). */
+        if (opt_sequential && more && in_flight == 0) {
+            conn_t *c = &conns[next_index % opt_connections];
+            if (c->state == C_CLOSED) conn_open(c);
+            if (c->state == C_IDLE) start_request(c, next_index, now);
+            more = 0;
+        }
         /* Hand out work to idle connections. */
-        for (int i = 0; more && i < opt_connections; i++) {
+        for (int i = 0; more && !opt_sequential && i < opt_connections; i++) {
             conn_t *c = &conns[i];
             if (c->state == C_CLOSED) {
                 if (connect_errors > 1000) die("cannot connect to the server");
