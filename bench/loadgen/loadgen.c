@@ -558,5 +558,9 @@ int main(int argc, char **argv) {
         }
     printf("},\"errors\":{\"connect\":%ld,\"io\":%ld,\"parse\":%ld,\"reconnects\":%ld}}\n",
            connect_errors, io_errors, parse_errors, reconnects);
+    if (completed == 0 && (connect_errors || io_errors)) {
+        fprintf(stderr, "loadgen: cannot reach the server: no answer, only errors\n");
+        return 3;
+    }
     return 0;
 }
