@@ -11,12 +11,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, databases, load
+from bench import databases, dataset, load
 from bench.expected import Mismatches
 from bench.scales import SCALES
 from bench.suite import Context, run_database

@@ -128,11 +128,20 @@ def copy(source: Store, target: Store) -> float:
         finalize(source)
         shutil.copyfile(source.path, target.path)
     else:
-        with pg_admin() as admin:
-            # FILE_COPY: a file-level copy, much faster than WAL-logging gigabytes.
-            admin.execute(
-                f'CREATE DATABASE "{target.name}" TEMPLATE "{source.name}" STRATEGY FILE_COPY'
-            )
+        for attempt in range(20):
+            try:
+                with pg_admin() as admin:
+                    # FILE_COPY: a file-level copy, much faster than WAL-logging gigabytes.
+                    admin.execute(
+                        f'CREATE DATABASE "{target.name}" TEMPLATE "{source.name}"'
+                        " STRATEGY FILE_COPY"
+                    )
+                break
+            except psycopg.errors.ObjectInUse:
+                # A process that just closed its connection may not have left the server yet.
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
     return time.perf_counter() - started
 
 

@@ -434,7 +434,7 @@ def _define_history(url: str, key: str, layout: Layout) -> None:
 def _source_hash() -> str:
     digest = hashlib.sha256()
     src = ROOT / "src" / "allotment"
-    paths = sorted((src / "storage").rglob("*.py")) + [src / "services" / "events.py"]
+    paths = [*sorted((src / "storage").rglob("*.py")), src / "services" / "events.py"]
     paths += [Path(__file__), ROOT / "bench" / "scales.py"]
     for path in paths:
         digest.update(str(path.relative_to(ROOT)).encode())
@@ -579,7 +579,8 @@ def _build(dataset: Dataset, log: Any) -> dict[str, Any]:
         _ingest_stream(hist.url, s, scale, layout, range(s.chunks(scale.chunk_events)), history)
     databases.finalize(hist)
     log(
-        f"  history ({scale.whale_events:,} + {scale.small_events:,}): {time.perf_counter() - t:.1f} s"
+        f"  history ({scale.whale_events:,} + {scale.small_events:,} events):"
+        f" {time.perf_counter() - t:.1f} s"
     )
     return {
         "kind": dataset.kind,

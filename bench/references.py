@@ -41,7 +41,9 @@ def _integer_times(s: Store) -> bool:
     """Whether `events.time` holds integer microseconds (today's schema) or a timestamp."""
     with connected(s) as connection:
         if s.kind == "sqlite":
-            types = {row[1]: row[2].upper() for row in connection.execute("PRAGMA table_info(events)")}
+            types = {
+                row[1]: row[2].upper() for row in connection.execute("PRAGMA table_info(events)")
+            }
         else:
             types = {
                 row[0]: row[1].upper()

@@ -36,7 +36,14 @@ def _children(pid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
+        if int(fields[1]) != pid:
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        # multiprocessing may start a helper beside the workers; it serves nothing.
+        if b"resource_tracker" not in command:
             found.append(int(entry.name))
     return found
 

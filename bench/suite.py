@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from bench import dataset as ds
 from bench import databases, load, references
+from bench import dataset as ds
 from bench.dataset import Dataset
 from bench.expected import Mismatches, metered_value, parse, value_mismatch
 from bench.figures import Figure
@@ -108,7 +108,9 @@ def population_checks(
     return requests, values
 
 
-def run_load(ctx: Context, name: str, server: Server, requests: Sequence[load.Request], **options: Any) -> load.Result:
+def run_load(
+    ctx: Context, name: str, server: Server, requests: Sequence[load.Request], **options: Any
+) -> load.Result:
     return load.run(
         port=server.port,
         requests=requests,
@@ -139,7 +141,9 @@ def population_run(ctx: Context) -> dict[str, Any]:
         server.start()
         ranks = ds.ranks_for_b2(ctx.scale)
         checks, values = population_checks(ctx, expectations, ranks)
-        warm = run_load(ctx, "warmup", server, checks, connections=2, once=True, duration=600, dump=True)
+        warm = run_load(
+            ctx, "warmup", server, checks, connections=2, once=True, duration=600, dump=True
+        )
         verify_checks(ctx, "warm-up", warm, values)
         run_load(ctx, "warmup-bare", server, [load.get(BARE)], connections=2, duration=0.5)
         server.wait_quiet()
@@ -148,7 +152,15 @@ def population_run(ctx: Context) -> dict[str, Any]:
 
         b2 = measure_b2(ctx, server, checks, values)
         out.update(b2)
-        single = run_load(ctx, "check-1client", server, checks, connections=1, duration=ctx.scale.duration, dump=True)
+        single = run_load(
+            ctx,
+            "check-1client",
+            server,
+            checks,
+            connections=1,
+            duration=ctx.scale.duration,
+            dump=True,
+        )
         verify_checks(ctx, "B2 1 client", single, values)
         out["single_check"] = single.latency
         measure_b7(ctx, server, single)
@@ -181,10 +193,16 @@ def population_run(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def measure_b2(ctx: Context, server: Server, checks: list[load.Request], values: list[Any]) -> dict[str, Any]:
+def measure_b2(
+    ctx: Context, server: Server, checks: list[load.Request], values: list[Any]
+) -> dict[str, Any]:
     d = ctx.scale.duration
-    bare = run_load(ctx, "bare-sat", server, [load.get(BARE)], connections=SATURATION_CLIENTS, duration=d)
-    check = run_load(ctx, "check-sat", server, checks, connections=SATURATION_CLIENTS, duration=d, dump=True)
+    bare = run_load(
+        ctx, "bare-sat", server, [load.get(BARE)], connections=SATURATION_CLIENTS, duration=d
+    )
+    check = run_load(
+        ctx, "check-sat", server, checks, connections=SATURATION_CLIENTS, duration=d, dump=True
+    )
     verify_checks(ctx, "B2a", check, values)
     ctx.add(
         Figure(
@@ -203,9 +221,28 @@ def measure_b2(ctx: Context, server: Server, checks: list[load.Request], values:
     )
     server.wait_quiet()
     rate = bare.throughput / 2
-    bare_open = run_load(ctx, "bare-open", server, [load.get(BARE)], connections=SATURATION_CLIENTS, duration=d, rate=rate, drain=drain_for(ctx))
+    bare_open = run_load(
+        ctx,
+        "bare-open",
+        server,
+        [load.get(BARE)],
+        connections=SATURATION_CLIENTS,
+        duration=d,
+        rate=rate,
+        drain=drain_for(ctx),
+    )
     server.wait_quiet()
-    check_open = run_load(ctx, "check-open", server, checks, connections=SATURATION_CLIENTS, duration=d, rate=rate, drain=drain_for(ctx), dump=True)
+    check_open = run_load(
+        ctx,
+        "check-open",
+        server,
+        checks,
+        connections=SATURATION_CLIENTS,
+        duration=d,
+        rate=rate,
+        drain=drain_for(ctx),
+        dump=True,
+    )
     verify_checks(ctx, "B2b", check_open, values)
     waited = server.wait_quiet()
     p99, bare_p99 = check_open.latency["p99"], bare_open.latency["p99"]
@@ -222,7 +259,11 @@ def measure_b2(ctx: Context, server: Server, checks: list[load.Request], values:
             lambda v, r: v is not None and r is not None and r <= 2 and v <= 10,
             load.TOOL + ", CO-corrected",
             lower_bound=check_open.incomplete > 0,
-            details={"check": check_open.summary, "bare": bare_open.summary, "quiet_wait_s": waited},
+            details={
+                "check": check_open.summary,
+                "bare": bare_open.summary,
+                "quiet_wait_s": waited,
+            },
         )
     )
     ctx.add(
@@ -242,7 +283,17 @@ def measure_b2(ctx: Context, server: Server, checks: list[load.Request], values:
     )
     # Context: the check's latency when it is not overloaded (half its own maximum).
     own = max(1.0, check.throughput / 2)
-    sustainable = run_load(ctx, "check-open-own", server, checks, connections=SATURATION_CLIENTS, duration=d, rate=own, drain=drain_for(ctx), dump=True)
+    sustainable = run_load(
+        ctx,
+        "check-open-own",
+        server,
+        checks,
+        connections=SATURATION_CLIENTS,
+        duration=d,
+        rate=own,
+        drain=drain_for(ctx),
+        dump=True,
+    )
     verify_checks(ctx, "B2 context", sustainable, values)
     server.wait_quiet()
     ctx.add(
@@ -285,7 +336,9 @@ def measure_b7(ctx: Context, server: Server, single: load.Result) -> None:
                 if problem:
                     ctx.mismatches.add(figure, f"{ds.b7_customer(c)} {key}: {problem}")
 
-    each = run_load(ctx, "b7-access", server, requests, connections=1, duration=ctx.scale.duration, dump=True)
+    each = run_load(
+        ctx, "b7-access", server, requests, connections=1, duration=ctx.scale.duration, dump=True
+    )
     verify(each, "B7a")
     ctx.add(
         Figure(
@@ -304,7 +357,16 @@ def measure_b7(ctx: Context, server: Server, single: load.Result) -> None:
     )
     passes = []
     for i in range(1 if scale.name == "quick" else 3):
-        sequence = run_load(ctx, f"b7-sequence-{i}", server, requests, connections=1, once=True, duration=1800, dump=True)
+        sequence = run_load(
+            ctx,
+            f"b7-sequence-{i}",
+            server,
+            requests,
+            connections=1,
+            once=True,
+            duration=1800,
+            dump=True,
+        )
         verify(sequence, "B7b")
         passes.append(sequence.summary["duration_s"])
     measured = sorted(passes)[len(passes) // 2]
@@ -333,14 +395,25 @@ def _period(ctx: Context) -> tuple[datetime, datetime]:
     return start, end
 
 
-def measure_b4(ctx: Context, server: Server, copy: databases.Store, expectations: Expectations) -> None:
+def measure_b4(
+    ctx: Context, server: Server, copy: databases.Store, expectations: Expectations
+) -> None:
     start, end = _period(ctx)
     repeats = 3
     for by_model in (False, True):
         group = [("groupBy", "subject")] + ([("groupBy", "model")] if by_model else [])
         query = urlencode([("from", ds.rfc3339(start)), ("to", ds.rfc3339(end)), *group])
         request = load.get(f"/api/v1/meters/tokens/query?{query}")
-        result = run_load(ctx, f"b4-{by_model}", server, [request] * repeats, connections=1, once=True, duration=3600, dump=True)
+        result = run_load(
+            ctx,
+            f"b4-{by_model}",
+            server,
+            [request] * repeats,
+            connections=1,
+            once=True,
+            duration=3600,
+            dump=True,
+        )
         raw_times = []
         raw: dict[tuple[str, ...], int] = {}
         for _ in range(repeats):
@@ -355,7 +428,11 @@ def measure_b4(ctx: Context, server: Server, copy: databases.Store, expectations
                 wanted[(who,)] = sum(models.values())
         figure = "B4b" if by_model else "B4a"
         if raw != wanted:
-            ctx.mismatches.add(figure, f"the raw GROUP BY disagrees with the generator on {len(set(raw.items()) ^ set(wanted.items()))} groups")
+            ctx.mismatches.add(
+                figure,
+                "the raw GROUP BY disagrees with the generator on"
+                f" {len(set(raw.items()) ^ set(wanted.items()))} groups",
+            )
         for answer in result.answers:
             if answer.status != 200:
                 ctx.mismatches.add(figure, f"status {answer.status}: {answer.body[:200]!r}")
@@ -366,14 +443,20 @@ def measure_b4(ctx: Context, server: Server, copy: databases.Store, expectations
                 got[k] = row["value"]
             if got != wanted:
                 diff = set(got.items()) ^ set(wanted.items())
-                ctx.mismatches.add(figure, f"meter query differs on {len(diff)} groups, e.g. {sorted(diff)[:3]}")
-        api_ms = sorted(a.latency_ms for a in result.answers)[len(result.answers) // 2] if result.answers else None
+                ctx.mismatches.add(
+                    figure, f"meter query differs on {len(diff)} groups, e.g. {sorted(diff)[:3]}"
+                )
+        api_ms = (
+            sorted(a.latency_ms for a in result.answers)[len(result.answers) // 2]
+            if result.answers
+            else None
+        )
         raw_ms = sorted(raw_times)[len(raw_times) // 2]
         ctx.add(
             Figure(
                 figure,
                 ctx.kind,
-                f"meter query, SUM per subject{' and model' if by_model else ''}, {len(wanted):,} groups",
+                f"meter query, SUM per subject{' and model' * by_model}, {len(wanted):,} groups",
                 api_ms,
                 "ms",
                 raw_ms,
@@ -387,7 +470,9 @@ def measure_b4(ctx: Context, server: Server, copy: databases.Store, expectations
         )
 
 
-def _cloudevent(event_id: str, source: str, who: str, at: datetime, tokens: int, model: str) -> dict[str, Any]:
+def _cloudevent(
+    event_id: str, source: str, who: str, at: datetime, tokens: int, model: str
+) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": event_id,
@@ -399,7 +484,9 @@ def _cloudevent(event_id: str, source: str, who: str, at: datetime, tokens: int,
     }
 
 
-def measure_b5(ctx: Context, server: Server, expectations: Expectations, single: load.Result) -> None:
+def measure_b5(
+    ctx: Context, server: Server, expectations: Expectations, single: load.Result
+) -> None:
     rank, rng = 1, random.Random(5)
     who = ds.subject(rank)
     requests: list[load.Request] = []
@@ -412,7 +499,9 @@ def measure_b5(ctx: Context, server: Server, expectations: Expectations, single:
             late = i == 0
             at = now - (timedelta(days=20) if late else timedelta(seconds=5))
             tokens = rng.randint(1, 5000)
-            batch.append(_cloudevent(f"b5-{ctx.run_id}-{r}-{i}", "bench-b5", who, at, tokens, "gpt-4o"))
+            batch.append(
+                _cloudevent(f"b5-{ctx.run_id}-{r}-{i}", "bench-b5", who, at, tokens, "gpt-4o")
+            )
             expectations.add(who, "gpt-4o", tokens)
         usage = expectations.usage(who)
         requests.append(load.Request("POST", "/api/v1/events", orjson.dumps(batch), INGEST_TYPE))
@@ -420,7 +509,9 @@ def measure_b5(ctx: Context, server: Server, expectations: Expectations, single:
         requests.append(load.get(check_path(ds.customer(rank))))
         values.append(metered_value(ds.grant_amounts(rank), usage))
     # One at a time, each on the next of 4 connections: the read may meet another worker.
-    result = run_load(ctx, "b5", server, requests, connections=4, sequential=True, duration=3600, dump=True)
+    result = run_load(
+        ctx, "b5", server, requests, connections=4, sequential=True, duration=3600, dump=True
+    )
     reads = []
     for answer in result.answers:
         expected = values[answer.record]
@@ -429,9 +520,15 @@ def measure_b5(ctx: Context, server: Server, expectations: Expectations, single:
                 ctx.mismatches.add("B5", f"ingest status {answer.status}: {answer.body[:200]!r}")
             continue
         reads.append(answer.latency_ms)
-        problem = value_mismatch(answer.body, expected) if answer.status == 200 else f"status {answer.status}"
+        problem = (
+            value_mismatch(answer.body, expected)
+            if answer.status == 200
+            else f"status {answer.status}"
+        )
         if problem:
-            ctx.mismatches.add("B5", f"the read right after ingest round {answer.record // 2}: {problem}")
+            ctx.mismatches.add(
+                "B5", f"the read right after ingest round {answer.record // 2}: {problem}"
+            )
     if len(result.answers) != len(requests):
         ctx.mismatches.add("B5", f"{len(requests) - len(result.answers)} requests unanswered")
     reads.sort()
@@ -456,7 +553,9 @@ def b1_events(ctx: Context, count: int, prefix: str) -> list[references.RawEvent
     rng = random.Random(11)
     scale = ctx.scale
     weights = [1.0 / r for r in range(1, scale.subjects + 1)]
-    subjects = rng.choices([ds.subject(r) for r in range(1, scale.subjects + 1)], weights=weights, k=count)
+    subjects = rng.choices(
+        [ds.subject(r) for r in range(1, scale.subjects + 1)], weights=weights, k=count
+    )
     first = ctx.dataset.layout.first_event.timestamp()
     last = (datetime.now(UTC) - timedelta(minutes=1)).timestamp()
     return [
@@ -484,10 +583,18 @@ def ingest_requests(events: Sequence[references.RawEvent], source: str) -> list[
 def _ingest_ok(ctx: Context, figure: str, result: load.Result, sent: int) -> None:
     bad = {s: n for s, n in result.statuses.items() if not 200 <= s < 300}
     if bad or result.incomplete or len(result.answers) != sent:
-        ctx.mismatches.add(figure, f"ingest answers {result.statuses}, {result.incomplete} incomplete")
+        ctx.mismatches.add(
+            figure, f"ingest answers {result.statuses}, {result.incomplete} incomplete"
+        )
 
 
-def measure_b1(ctx: Context, server: Server, copy: databases.Store, expectations: Expectations, ranks: Sequence[int]) -> None:
+def measure_b1(
+    ctx: Context,
+    server: Server,
+    copy: databases.Store,
+    expectations: Expectations,
+    ranks: Sequence[int],
+) -> None:
     count = ctx.scale.b1_events
     events = b1_events(ctx, count, "b1")
     # The references first, on the same table, under their own source and an unmetered type.
@@ -496,21 +603,30 @@ def measure_b1(ctx: Context, server: Server, copy: databases.Store, expectations
     dedupe_again = references.insert(copy, prepared, dedupe=True)
     plain = references.insert(copy, references.rows(copy, events, "bench-ref-plain"), dedupe=False)
     if (dedupe.rows_changed, dedupe_again.rows_changed) != (count, 0):
-        ctx.mismatches.add("B1 reference", f"raw inserts changed {dedupe.rows_changed}, then {dedupe_again.rows_changed} rows")
+        ctx.mismatches.add(
+            "B1 reference",
+            f"raw inserts changed {dedupe.rows_changed}, then {dedupe_again.rows_changed} rows",
+        )
     raw_rate = count / dedupe.seconds
     server.wait_quiet()
 
     requests = ingest_requests(events, "bench-b1")
-    first = run_load(ctx, "b1", server, requests, connections=SENDERS, once=True, duration=3600, dump=True)
+    first = run_load(
+        ctx, "b1", server, requests, connections=SENDERS, once=True, duration=3600, dump=True
+    )
     _ingest_ok(ctx, "B1", first, len(requests))
     stored = references.count_source(copy, "bench-b1")
     for e in events:
         expectations.add(e.subject, e.data["model"], e.data["tokens"])
-    second = run_load(ctx, "b1-again", server, requests, connections=SENDERS, once=True, duration=3600, dump=True)
+    second = run_load(
+        ctx, "b1-again", server, requests, connections=SENDERS, once=True, duration=3600, dump=True
+    )
     _ingest_ok(ctx, "B1 duplicates", second, len(requests))
     stored_again = references.count_source(copy, "bench-b1")
     if (stored, stored_again) != (count, count):
-        ctx.mismatches.add("B1", f"stored {stored} events of {count}, then {stored_again} after the duplicate pass")
+        ctx.mismatches.add(
+            "B1", f"stored {stored} events of {count}, then {stored_again} after the duplicate pass"
+        )
     http_rate = count / first.summary["duration_s"]
     floor = 100_000 if ctx.kind == "sqlite" else 30_000
     ctx.add(
@@ -544,11 +660,35 @@ def measure_b1(ctx: Context, server: Server, copy: databases.Store, expectations
         )
     )
     plain_name = "COPY into events" if ctx.kind == "postgres" else "executemany INSERT"
-    ctx.add(Figure("B1", ctx.kind, f"(context) raw plain {plain_name}, no dedupe", count / plain.seconds, "ev/s", raw_rate, "raw deduping insert", tool="psycopg COPY" if ctx.kind == "postgres" else "sqlite3 executemany"))
-    ctx.add(Figure("B1", ctx.kind, "(context) raw deduping insert, all duplicates", count / dedupe_again.seconds, "ev/s", raw_rate, "raw deduping insert", tool="psycopg COPY" if ctx.kind == "postgres" else "sqlite3 executemany"))
+    ctx.add(
+        Figure(
+            "B1",
+            ctx.kind,
+            f"(context) raw plain {plain_name}, no dedupe",
+            count / plain.seconds,
+            "ev/s",
+            raw_rate,
+            "raw deduping insert",
+            tool="psycopg COPY" if ctx.kind == "postgres" else "sqlite3 executemany",
+        )
+    )
+    ctx.add(
+        Figure(
+            "B1",
+            ctx.kind,
+            "(context) raw deduping insert, all duplicates",
+            count / dedupe_again.seconds,
+            "ev/s",
+            raw_rate,
+            "raw deduping insert",
+            tool="psycopg COPY" if ctx.kind == "postgres" else "sqlite3 executemany",
+        )
+    )
     # Exact after ingest: every B2 customer once more.
     checks, values = population_checks(ctx, expectations, ranks)
-    after = run_load(ctx, "after-b1", server, checks, connections=SENDERS, once=True, duration=3600, dump=True)
+    after = run_load(
+        ctx, "after-b1", server, checks, connections=SENDERS, once=True, duration=3600, dump=True
+    )
     verify_checks(ctx, "checks after B1", after, values)
 
 
@@ -567,18 +707,48 @@ def history_run(ctx: Context, rate: float) -> None:
         # Not faster than half what the small check sustains, so that the reference measures
         # latency rather than a queue (after issue 11's work B2's rate is the lower one).
         small = [load.get(check_path("small"))]
-        small_max = run_load(ctx, "b3-small-max", server, small, connections=SATURATION_CLIENTS, duration=max(1.0, ctx.scale.duration / 2), drain=600, dump=True)
-        verify_checks(ctx, "B3", small_max, [metered_value(ds.WHALE_GRANTS, history.usage("small"))])
+        small_max = run_load(
+            ctx,
+            "b3-small-max",
+            server,
+            small,
+            connections=SATURATION_CLIENTS,
+            duration=max(1.0, ctx.scale.duration / 2),
+            drain=600,
+            dump=True,
+        )
+        verify_checks(
+            ctx, "B3", small_max, [metered_value(ds.WHALE_GRANTS, history.usage("small"))]
+        )
         server.wait_quiet()
         rate = min(rate, max(1.0, small_max.throughput / 2))
         results = {}
         for who in ("small", "whale"):
             request = [load.get(check_path(who))]
             value = [metered_value(ds.WHALE_GRANTS, history.usage(who))]
-            warm = run_load(ctx, f"b3-warm-{who}", server, request, connections=2, duration=1.0, drain=600, dump=True)
+            warm = run_load(
+                ctx,
+                f"b3-warm-{who}",
+                server,
+                request,
+                connections=2,
+                duration=1.0,
+                drain=600,
+                dump=True,
+            )
             verify_checks(ctx, "B3", warm, value)
             server.wait_quiet()
-            result = run_load(ctx, f"b3-{who}", server, request, connections=SENDERS, duration=ctx.scale.duration, rate=rate, drain=drain_for(ctx), dump=True)
+            result = run_load(
+                ctx,
+                f"b3-{who}",
+                server,
+                request,
+                connections=SENDERS,
+                duration=ctx.scale.duration,
+                rate=rate,
+                drain=drain_for(ctx),
+                dump=True,
+            )
             verify_checks(ctx, "B3", result, value)
             results[who] = result
             server.wait_quiet(timeout=900)
@@ -616,13 +786,35 @@ def stage_run(ctx: Context, full_peak_mib: float) -> None:
     try:
         server.start()
         checks, values = population_checks(ctx, expectations, ds.ranks_for_b2(ctx.scale))
-        result = run_load(ctx, "stage-check", server, checks, connections=SATURATION_CLIENTS, duration=ctx.scale.duration, dump=True)
+        result = run_load(
+            ctx,
+            "stage-check",
+            server,
+            checks,
+            connections=SATURATION_CLIENTS,
+            duration=ctx.scale.duration,
+            dump=True,
+        )
         verify_checks(ctx, "B6 stage", result, values)
         events = b1_events(ctx, ctx.scale.b1_events, "b6")
-        ingest = run_load(ctx, "stage-b1", server, ingest_requests(events, "bench-b6"), connections=SENDERS, once=True, duration=3600, dump=True)
+        ingest = run_load(
+            ctx,
+            "stage-b1",
+            server,
+            ingest_requests(events, "bench-b6"),
+            connections=SENDERS,
+            once=True,
+            duration=3600,
+            dump=True,
+        )
         _ingest_ok(ctx, "B6 stage ingest", ingest, len(ingest.answers))
         peak = max(m["VmHWM"] for m in server.memory().values()) / 1024
-        stored = round(ctx.scale.population_events * data.manifest["stage_chunks"] * ctx.scale.chunk_events / ctx.scale.population_events)
+        stored = round(
+            ctx.scale.population_events
+            * data.manifest["stage_chunks"]
+            * ctx.scale.chunk_events
+            / ctx.scale.population_events
+        )
         ctx.add(
             Figure(
                 "B6",

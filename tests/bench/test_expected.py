@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from bench.expected import metered_value, value_mismatch
+from bench.scales import TINY
 from fastapi.testclient import TestClient
 
 from allotment.api.app import create_app
@@ -21,8 +23,6 @@ from allotment.settings import Settings
 from allotment.storage import Database
 from allotment.storage.migrations import upgrade
 from bench import dataset
-from bench.expected import metered_value, value_mismatch
-from bench.scales import TINY
 
 
 def test_closed_form_worked_examples() -> None:
@@ -74,7 +74,10 @@ def test_closed_form_matches_the_server(
     assert client.post("/api/v1/meters", json=dataset.TOKENS_METER).status_code == 201
     feature = {"key": "ai_tokens", "name": "AI", "meterSlug": "tokens"}
     assert client.post("/api/v1/features", json=feature).status_code == 201
-    client.post("/api/v1/customers", json={"key": "c", "name": "c", "usageAttribution": {"subjectKeys": ["s"]}})
+    client.post(
+        "/api/v1/customers",
+        json={"key": "c", "name": "c", "usageAttribution": {"subjectKeys": ["s"]}},
+    )
     body = dataset.metered_entitlement("ai_tokens", layout, grants)
     created = client.post("/api/v2/customers/c/entitlements", json=body)
     assert created.status_code == 201, created.text
@@ -82,7 +85,14 @@ def test_closed_form_matches_the_server(
     for n, usage in enumerate(usages):
         if usage > used:
             at = layout.anchor + timedelta(days=n + 1)
-            event = Event(id=f"e{n}", source="t", type="prompt", subject="s", time=at, data={"tokens": usage - used, "model": "m"})
+            event = Event(
+                id=f"e{n}",
+                source="t",
+                type="prompt",
+                subject="s",
+                time=at,
+                data={"tokens": usage - used, "model": "m"},
+            )
             events_service.ingest(context, [event])
             used = usage
         answer = client.get("/api/v1/customers/c/entitlements/ai_tokens/value")
@@ -91,7 +101,9 @@ def test_closed_form_matches_the_server(
 
 
 def test_generator_accounting_counts_each_distinct_event_once() -> None:
-    layout = dataset.Layout(anchor=datetime(2026, 11, 1, tzinfo=UTC), built_at=datetime(2026, 11, 20, tzinfo=UTC))
+    layout = dataset.Layout(
+        anchor=datetime(2026, 11, 1, tzinfo=UTC), built_at=datetime(2026, 11, 20, tzinfo=UTC)
+    )
     stream = dataset.population_stream(TINY)
     batches, totals = dataset.chunk_events(stream, TINY, layout, 1)
     again, totals_again = dataset.chunk_events(stream, TINY, layout, 1)

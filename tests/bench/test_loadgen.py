@@ -91,11 +91,17 @@ def port() -> Iterator[int]:
     server.server_close()
 
 
-def _run(binary: Path, port: int, tmp_path: Path, requests: list[load.Request], **options: object) -> load.Result:
-    return load.run(port=port, requests=requests, workdir=tmp_path, name="t", binary=binary, **options)  # type: ignore[arg-type]
+def _run(
+    binary: Path, port: int, tmp_path: Path, requests: list[load.Request], **options: object
+) -> load.Result:
+    return load.run(
+        port=port, requests=requests, workdir=tmp_path, name="t", binary=binary, **options
+    )  # type: ignore[arg-type]
 
 
-def test_closed_loop_measures_service_time_and_throughput(binary: Path, port: int, tmp_path: Path) -> None:
+def test_closed_loop_measures_service_time_and_throughput(
+    binary: Path, port: int, tmp_path: Path
+) -> None:
     result = _run(binary, port, tmp_path, [load.get("/sleep/20")], connections=4, duration=1.0)
     latency = result.latency
     assert 20 <= latency["p50"] < 40
@@ -106,11 +112,22 @@ def test_closed_loop_measures_service_time_and_throughput(binary: Path, port: in
     assert result.incomplete == 0
 
 
-def test_open_loop_counts_latency_from_the_schedule(binary: Path, port: int, tmp_path: Path) -> None:
+def test_open_loop_counts_latency_from_the_schedule(
+    binary: Path, port: int, tmp_path: Path
+) -> None:
     # 50 requests scheduled 20 ms apart on one connection, each served in at least 40 ms:
     # request k ends no earlier than 40(k+1) ms, so its latency from its schedule is at least
     # 20k + 40 ms, whereas a client timing from its own send would see about 40 ms for each.
-    result = _run(binary, port, tmp_path, [load.get("/sleep/40")], connections=1, duration=1.0, rate=50, drain=10)
+    result = _run(
+        binary,
+        port,
+        tmp_path,
+        [load.get("/sleep/40")],
+        connections=1,
+        duration=1.0,
+        rate=50,
+        drain=10,
+    )
     assert result.summary["completed"] == 50
     assert result.incomplete == 0
     latency = result.latency
@@ -121,14 +138,27 @@ def test_open_loop_counts_latency_from_the_schedule(binary: Path, port: int, tmp
 
 
 def test_open_loop_below_capacity_keeps_the_rate(binary: Path, port: int, tmp_path: Path) -> None:
-    result = _run(binary, port, tmp_path, [load.get("/sleep/5")], connections=4, duration=1.0, rate=100)
+    result = _run(
+        binary, port, tmp_path, [load.get("/sleep/5")], connections=4, duration=1.0, rate=100
+    )
     assert result.summary["completed"] == 100
     assert 5 <= result.latency["p50"] < 20
     assert 80 <= result.throughput <= 105
 
 
-def test_unanswered_requests_are_incomplete_lower_bounds(binary: Path, port: int, tmp_path: Path) -> None:
-    result = _run(binary, port, tmp_path, [load.get("/sleep/2000")], connections=2, duration=0.5, rate=20, drain=0.3)
+def test_unanswered_requests_are_incomplete_lower_bounds(
+    binary: Path, port: int, tmp_path: Path
+) -> None:
+    result = _run(
+        binary,
+        port,
+        tmp_path,
+        [load.get("/sleep/2000")],
+        connections=2,
+        duration=0.5,
+        rate=20,
+        drain=0.3,
+    )
     assert result.summary["completed"] == 0
     assert result.incomplete == 10
     # Each waited at least from its schedule (within the first 0.5 s) to the end (0.8 s).
@@ -137,7 +167,9 @@ def test_unanswered_requests_are_incomplete_lower_bounds(binary: Path, port: int
     assert result.latency["max"] >= 750
 
 
-def test_once_sends_each_record_and_dumps_every_answer(binary: Path, port: int, tmp_path: Path) -> None:
+def test_once_sends_each_record_and_dumps_every_answer(
+    binary: Path, port: int, tmp_path: Path
+) -> None:
     requests = [
         load.Request("POST", "/echo", b'{"n": 1}', "application/json"),
         load.Request("POST", "/echo", b"[" + b"7," * 50_000 + b"7]", "application/json"),
@@ -145,7 +177,9 @@ def test_once_sends_each_record_and_dumps_every_answer(binary: Path, port: int, 
         load.get("/close"),
         load.get("/plain?x=1"),
     ]
-    result = _run(binary, port, tmp_path, requests, connections=2, once=True, duration=30, dump=True)
+    result = _run(
+        binary, port, tmp_path, requests, connections=2, once=True, duration=30, dump=True
+    )
     assert result.summary["completed"] == len(requests)
     bodies = {a.record: a.body for a in result.answers}
     assert sorted(bodies) == [0, 1, 2, 3, 4]
@@ -156,10 +190,14 @@ def test_once_sends_each_record_and_dumps_every_answer(binary: Path, port: int, 
     assert result.errors() == 0
 
 
-def test_sequential_waits_for_each_answer_and_takes_connections_in_turn(binary: Path, port: int, tmp_path: Path) -> None:
+def test_sequential_waits_for_each_answer_and_takes_connections_in_turn(
+    binary: Path, port: int, tmp_path: Path
+) -> None:
     _Handler.arrivals.clear()
     requests = [load.get(f"/sleep/{5 if i % 2 else 30}?i={i}") for i in range(6)]
-    result = _run(binary, port, tmp_path, requests, connections=3, sequential=True, duration=30, dump=True)
+    result = _run(
+        binary, port, tmp_path, requests, connections=3, sequential=True, duration=30, dump=True
+    )
     assert result.summary["completed"] == 6
     arrived = [path for path, _port in _Handler.arrivals]
     assert arrived == [r.path for r in requests]
