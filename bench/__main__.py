@@ -50,6 +50,17 @@ def _commit() -> str:
         return "unknown"
 
 
+def _drop_orphaned_copies(log: Any) -> None:
+    """Working copies of runs that were killed (their process is gone) take gigabytes."""
+    if databases.pg_available() is not None:
+        return
+    for name in databases.list_pg(f"{databases.PREFIX}run_"):
+        pid = name.removeprefix(f"{databases.PREFIX}run_").split("_", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            log(f"dropping {name}, left by a run that was stopped")
+            databases.drop(databases.Store("postgres", name))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
@@ -73,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if machine["load_average"][0] > (machine["cpus"] or 1) * 0.5:
         log("  note: the machine is busy; figures of this run are noisy")
     load.build()
+    _drop_orphaned_copies(log)
     mismatches = Mismatches()
     report: dict[str, Any] = {
         "started_at": started_at.isoformat(),
@@ -93,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"-- {kind}")
             try:
                 run_database(ctx)
+            except Exception as error:  # recorded, and the run fails
+                log(f"{kind}: the run broke off: {type(error).__name__}: {error}")
+                mismatches.add(kind, f"the run broke off: {type(error).__name__}: {error}")
             finally:
                 report["databases"][kind] = {
                     "dataset": {
@@ -103,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                     "figures": [f.as_json() for f in ctx.figures],
                     "seconds": ctx.notes.get("seconds"),
                 }
+            log(f"-- {kind}: {ctx.notes.get('seconds', '?')} s")
     report["load_average_at_end"] = os.getloadavg()
+    log(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report["mismatches"] = {"by_figure": mismatches.by_figure, "examples": mismatches.examples}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{started_at:%Y%m%dT%H%M%SZ}-{scale.name}.json"

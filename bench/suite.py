@@ -45,7 +45,7 @@ class Context:
     log: Callable[[str], None]
     figures: list[Figure] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
-    run_id: str = field(default_factory=lambda: f"{os.getpid()}{int(time.time()) % 100000}")
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}_{int(time.time()) % 100000}")
 
     @property
     def kind(self) -> str:
@@ -797,17 +797,18 @@ def stage_run(ctx: Context, full_peak_mib: float) -> None:
         )
         verify_checks(ctx, "B6 stage", result, values)
         events = b1_events(ctx, ctx.scale.b1_events, "b6")
+        stage_requests = ingest_requests(events, "bench-b6")
         ingest = run_load(
             ctx,
             "stage-b1",
             server,
-            ingest_requests(events, "bench-b6"),
+            stage_requests,
             connections=SENDERS,
             once=True,
             duration=3600,
             dump=True,
         )
-        _ingest_ok(ctx, "B6 stage ingest", ingest, len(ingest.answers))
+        _ingest_ok(ctx, "B6 stage ingest", ingest, len(stage_requests))
         peak = max(m["VmHWM"] for m in server.memory().values()) / 1024
         stored = round(
             ctx.scale.population_events
