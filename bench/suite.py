@@ -34,6 +34,9 @@ INGEST_TYPE = "application/cloudevents-batch+json"
 BATCH = 1_000
 SENDERS = 4
 SATURATION_CLIENTS = 16
+SLOW_SECONDS = 20.0
+"""A measurement repeated for a median is taken once when one take lasts longer than this (the
+raw scans of today's code at 10,000,000 events): the figure is then far from its target anyway."""
 
 
 @dataclass
@@ -355,8 +358,10 @@ def measure_b7(ctx: Context, server: Server, single: load.Result) -> None:
             details={"access": each.summary},
         )
     )
-    passes = []
-    for i in range(1 if scale.name == "quick" else 3):
+    passes: list[float] = []
+    for i in range(3):
+        if passes and (scale.name == "quick" or sum(passes) > SLOW_SECONDS):
+            break
         sequence = run_load(
             ctx,
             f"b7-sequence-{i}",
@@ -399,7 +404,6 @@ def measure_b4(
     ctx: Context, server: Server, copy: databases.Store, expectations: Expectations
 ) -> None:
     start, end = _period(ctx)
-    repeats = 3
     for by_model in (False, True):
         group = [("groupBy", "subject")] + ([("groupBy", "model")] if by_model else [])
         query = urlencode([("from", ds.rfc3339(start)), ("to", ds.rfc3339(end)), *group])
@@ -408,12 +412,25 @@ def measure_b4(
             ctx,
             f"b4-{by_model}",
             server,
-            [request] * repeats,
+            [request],
             connections=1,
             once=True,
             duration=3600,
             dump=True,
         )
+        if result.answers and result.answers[0].latency_ms < SLOW_SECONDS * 1000:
+            more = run_load(
+                ctx,
+                f"b4-{by_model}-more",
+                server,
+                [request] * 2,
+                connections=1,
+                once=True,
+                duration=3600,
+                dump=True,
+            )
+            result.answers += more.answers
+        repeats = len(result.answers)
         raw_times = []
         raw: dict[tuple[str, ...], int] = {}
         for _ in range(repeats):
