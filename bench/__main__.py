@@ -50,6 +50,14 @@ def _commit() -> str:
         return "unknown"
 
 
+def _keep_logs(work: Path, into: Path) -> None:
+    """The end of each server's log (uvicorn logs every request), kept beside the results."""
+    into.mkdir(parents=True, exist_ok=True)
+    for path in work.glob("*.log"):
+        lines = path.read_text(errors="replace").splitlines()
+        (into / path.name).write_text("\n".join(lines[-2000:]) + "\n")
+
+
 def _drop_orphaned_copies(log: Any) -> None:
     """Working copies of runs that were killed (their process is gone) take gigabytes."""
     if databases.pg_available() is not None:
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                     "figures": [f.as_json() for f in ctx.figures],
                     "seconds": ctx.notes.get("seconds"),
                 }
+                _keep_logs(Path(work), RESULTS / f"{started_at:%Y%m%dT%H%M%SZ}-{scale.name}-logs")
             log(f"-- {kind}: {ctx.notes.get('seconds', '?')} s")
     report["load_average_at_end"] = os.getloadavg()
     log(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -97,6 +97,17 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"the server did not become ready in {timeout} s; see {self.log_path}")
 
+    def problem(self) -> str | None:
+        """None while the server runs; else how it ended, with the end of its log."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        tail = self.log_path.read_text(errors="replace").splitlines()[-25:]
+        return f"the server exited with {self.process.returncode}:\n  " + "\n  ".join(tail)
+
+    def log_tail(self, lines: int = 25) -> str:
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "the server's log ends:\n  " + "\n  ".join(tail)
+
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         try:

@@ -114,14 +114,20 @@ def population_checks(
 def run_load(
     ctx: Context, name: str, server: Server, requests: Sequence[load.Request], **options: Any
 ) -> load.Result:
-    return load.run(
-        port=server.port,
-        requests=requests,
-        workdir=ctx.workdir,
-        name=f"{ctx.kind}-{name}",
-        headers=[f"Authorization: Bearer {ctx.notes['api_key']}"],
-        **options,
-    )
+    if problem := server.problem():
+        raise RuntimeError(problem)
+    try:
+        result = load.run(
+            port=server.port,
+            requests=requests,
+            workdir=ctx.workdir,
+            name=f"{ctx.kind}-{name}",
+            headers=[f"Authorization: Bearer {ctx.notes['api_key']}"],
+            **options,
+        )
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}\n{server.problem() or server.log_tail()}") from error
+    return result
 
 
 def drain_for(ctx: Context) -> float:
