@@ -33,6 +33,8 @@ import json
 import multiprocessing
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -539,6 +541,21 @@ def _new_database(s: Store) -> str:
     return str(secret)
 
 
+def _maintain(s: Store, log: Any) -> None:
+    """Fold what the bulk load left pending into the roll-ups, as a running server's maintenance
+    worker would have, with the documented command (`allotment maintenance`)."""
+    started = time.perf_counter()
+    allotment = Path(sys.executable).with_name("allotment")
+    done = subprocess.run(
+        [str(allotment), "maintenance"],
+        env={**os.environ, "ALLOTMENT_DATABASE_URL": s.url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    log(f"  maintenance: {done.stderr.strip()} ({time.perf_counter() - started:.1f} s)")
+
+
 def _build(dataset: Dataset, log: Any) -> dict[str, Any]:
     scale, layout = dataset.scale, Layout.now()
     dataset.directory.mkdir(parents=True, exist_ok=True)
@@ -559,11 +576,13 @@ def _build(dataset: Dataset, log: Any) -> dict[str, Any]:
     population: dict[str, dict[str, int]] = {}
     _ingest_stream(pop.url, stream, scale, layout, range(n_stage), population)
     stage_population = json.loads(json.dumps(population))
+    _maintain(pop, log)
     databases.finalize(pop)
     databases.copy(pop, stage)
     log(f"  population to the {scale.stage_fraction:.0%} stage: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     _ingest_stream(pop.url, stream, scale, layout, range(n_stage, n_chunks), population)
+    _maintain(pop, log)
     databases.finalize(pop)
     ingest_seconds = time.perf_counter() - t
     log(
@@ -577,6 +596,7 @@ def _build(dataset: Dataset, log: Any) -> dict[str, Any]:
     history: dict[str, dict[str, int]] = {}
     for s in history_streams(scale):
         _ingest_stream(hist.url, s, scale, layout, range(s.chunks(scale.chunk_events)), history)
+    _maintain(hist, log)
     databases.finalize(hist)
     log(
         f"  history ({scale.whale_events:,} + {scale.small_events:,} events):"
