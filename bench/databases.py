@@ -119,6 +119,15 @@ def finalize(s: Store) -> None:
         connection.execute("VACUUM ANALYZE")
 
 
+def analyze(s: Store) -> None:
+    """PostgreSQL: refresh the planner's statistics (what autovacuum does on its own)."""
+    connection = psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=s.name, autocommit=True
+    )
+    with connection:
+        connection.execute("ANALYZE")
+
+
 def copy(source: Store, target: Store) -> float:
     """Copy a whole database (the data set template to a run's working copy); returns seconds."""
     started = time.perf_counter()
