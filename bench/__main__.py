@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     "figures": [f.as_json() for f in ctx.figures],
                     "seconds": ctx.notes.get("seconds"),
+                    "server_restarts": ctx.notes.get("server_restarts", []),
                 }
                 _keep_logs(Path(work), RESULTS / f"{started_at:%Y%m%dT%H%M%SZ}-{scale.name}-logs")
             log(f"-- {kind}: {ctx.notes.get('seconds', '?')} s")

@@ -114,20 +114,43 @@ def population_checks(
 def run_load(
     ctx: Context, name: str, server: Server, requests: Sequence[load.Request], **options: Any
 ) -> load.Result:
-    if problem := server.problem():
-        raise RuntimeError(problem)
-    try:
-        result = load.run(
-            port=server.port,
-            requests=requests,
-            workdir=ctx.workdir,
-            name=f"{ctx.kind}-{name}",
-            headers=[f"Authorization: Bearer {ctx.notes['api_key']}"],
-            **options,
-        )
-    except RuntimeError as error:
-        raise RuntimeError(f"{error}\n{server.problem() or server.log_tail()}") from error
-    return result
+    """One loadgen run. A server stopped from outside (other work on a shared machine may stop
+    servers by name) is started again on the same database and the run repeated once, loudly;
+    stopped twice, the run breaks off. Runs that write are not repeated (a repeat would be all
+    duplicates): they break off at once."""
+    reads_only = all(r.method == "GET" for r in requests)
+    for attempt in (1, 2) if reads_only else (2,):
+        if problem := server.problem():
+            if attempt == 2:
+                raise RuntimeError(problem)
+            _restart(ctx, server, name, problem)
+        try:
+            result = load.run(
+                port=server.port,
+                requests=requests,
+                workdir=ctx.workdir,
+                name=f"{ctx.kind}-{name}",
+                headers=[f"Authorization: Bearer {ctx.notes['api_key']}"],
+                **options,
+            )
+            stopped = server.problem()
+            if attempt == 2 or stopped is None:
+                return result
+        except RuntimeError as error:
+            stopped = server.problem()
+            if stopped is None or attempt == 2:
+                raise RuntimeError(f"{error}\n{stopped or server.log_tail()}") from error
+        # Stopped before or during the run: its answers are incomplete; run it again.
+        _restart(ctx, server, name, stopped)
+    raise AssertionError("unreachable")
+
+
+def _restart(ctx: Context, server: Server, name: str, problem: str) -> None:
+    first_line = problem.splitlines()[0]
+    ctx.log(f"!! {ctx.kind}: before or during {name}, {first_line}; starting it again")
+    ctx.notes.setdefault("server_restarts", []).append({"phase": name, "problem": problem})
+    server.process = None
+    server.start()
 
 
 def drain_for(ctx: Context) -> float:
