@@ -40,5 +40,14 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 migrate: $(STAMP) ## Apply migrations to $ALLOTMENT_DATABASE_URL (default: ./allotment.db)
 	$(BIN)/allotment migrate
 
+bench/loadgen/loadgen: bench/loadgen/*.c bench/loadgen/*.h
+	gcc -O2 -Wall -Wextra -o $@ bench/loadgen/loadgen.c
+
+bench: $(STAMP) bench/loadgen/loadgen ## Benchmarks B1-B7 at full scale (10M events; tens of minutes, longer on first build)
+	$(BIN)/python -m bench --scale full $(BENCH_ARGS)
+
+bench-quick: $(STAMP) bench/loadgen/loadgen ## Benchmarks B1-B7 at small scale (100k events; about a minute per database)
+	$(BIN)/python -m bench --scale quick $(BENCH_ARGS)
+
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,8 +13,13 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8888
-    # PostgreSQL connections each process keeps open (as many again may open under load);
-    # a SQLite file keeps SQLAlchemy's default pool whatever this says.
+    # Worker processes of `allotment serve` (ALLOTMENT_WORKERS); each has its own pool.
+    workers: int = 1
+    # PostgreSQL connections each worker process keeps open (ALLOTMENT_POOL_SIZE; as many again
+    # may open under load), so the server holds up to 2 x workers x pool_size connections: keep
+    # that under the server's max_connections. A request holds one connection while it runs, and
+    # a worker runs at most 40 requests at once (its thread pool), so more than that never helps.
+    # A SQLite file keeps SQLAlchemy's default pool whatever this says.
     pool_size: int = 10
     # How often each server process looks for maintenance work (roll-up compaction, meter
     # backfills, checkpoints) when no ingest has woken it; 0 turns the in-server worker off

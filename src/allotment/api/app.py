@@ -80,3 +80,9 @@ def create_app(
     app.include_router(api)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one worker process of `allotment serve --workers N`: each worker builds its
+    own, with its own database pool, from the `ALLOTMENT_*` environment."""
+    return create_app(Settings())

@@ -70,8 +70,17 @@ def serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (default 1, or $ALLOTMENT_WORKERS); about one per core",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API. On first start it creates an admin key and prints it once."""
+    import os
+
     import uvicorn
 
     from allotment.api.app import create_app
@@ -79,6 +88,7 @@ def serve(
     from allotment.storage.migrations import upgrade
 
     settings = STATE.settings
+    workers = workers or settings.workers
     if migrate_first:
         upgrade(settings.database_url)
     if not api_keys.has_keys(STATE.context):
@@ -86,8 +96,23 @@ def serve(
         typer.echo("Created an admin API key. It is shown only once; store it now:")
         typer.echo(f"\n    {secret}\n")
         typer.echo(f"  export ALLOTMENT_API_KEY={secret}\n")
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings, context=STATE.context),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="info",
+        )
+        return
+    # Each worker is a fresh process that builds its own app (and database pool) from the
+    # environment, so the database chosen here is handed down through it.
+    os.environ["ALLOTMENT_DATABASE_URL"] = settings.database_url
+    os.environ["ALLOTMENT_POOL_SIZE"] = str(settings.pool_size)
+    STATE.context.database.dispose()
     uvicorn.run(
-        create_app(settings, context=STATE.context),
+        "allotment.api.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
