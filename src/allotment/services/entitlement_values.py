@@ -59,9 +59,10 @@ from allotment.storage.rollup_reads import Probe
 from allotment.storage.rollups import RollupStatus
 from allotment.storage.usage_store import UsageRequest
 
-CHECKPOINT_AGE = timedelta(minutes=15)
+CHECKPOINT_AGE = timedelta(hours=1)
 """A read of the present that had to start further back than this asks maintenance for a newer
-checkpoint (reads resume from the newest valid one)."""
+checkpoint (reads resume from the newest valid one). Roll-ups make a long stretch cheap to
+read already; checkpoints save the engine the cuts (periods, grants, recurrences) in it."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,11 @@ def _read(
             read = _evaluate(uow, cached, t)
         if read.current:
             if read.newer_checkpoint:
-                caches.forget_definitions(key)  # the next read loads the newer checkpoint
-            _ask_for_checkpoints(context, cached, t, now)
+                # Maintenance saved a newer checkpoint: later reads start from it.
+                with context.database.single_statement() as uow:
+                    caches.remember_definitions(key, _with_newest_checkpoints(uow, cached))
+            else:
+                _ask_for_checkpoints(context, cached, t, now)
             return cached, read.values
     with context.database.unit_of_work() as uow:
         definitions = load(uow)
@@ -168,6 +172,19 @@ def _read(
     caches.remember_definitions(key, definitions)
     _ask_for_checkpoints(context, definitions, t, now)
     return definitions, read.values
+
+
+def _with_newest_checkpoints(uow: UnitOfWork, definitions: Definitions) -> Definitions:
+    """The definitions with each entitlement's newest checkpoint (unchecked: each read's
+    statement checks the one it starts from)."""
+    newest = uow.checkpoints.newest_of(list(definitions.metered))
+    metered = {}
+    for entitlement_id, m in definitions.metered.items():
+        checkpoint = newest.get(entitlement_id)
+        if checkpoint is None or not fits(m.inputs, checkpoint):
+            checkpoint = m.checkpoint
+        metered[entitlement_id] = replace(m, checkpoint=checkpoint)
+    return replace(definitions, metered=metered)
 
 
 def _with_checked_checkpoints(uow: UnitOfWork, definitions: Definitions) -> Definitions:
@@ -231,7 +248,7 @@ def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
     probe = Probe(
         customer_id=definitions.customer.id if definitions.customer else None,
         checkpoints=tuple(
-            (entitlement.id, start.at) if start is not None else None
+            (entitlement.id, start) if start is not None else None
             for entitlement, _metered, start, _windows in runs
         ),
         newest_for=(single, t) if single is not None else None,

@@ -69,7 +69,6 @@ class SeriesShape:
 
     meter_id: str
     generation: int
-    subjects: tuple[str, ...]
     advanced_filters: tuple[tuple[str, StringFilter], ...]
     distinct: bool
 
@@ -89,7 +88,7 @@ class ReadShape:
         customer_id: str | None,
         checkpoints: Sequence[bool],
         with_newest: bool,
-        scopes: Sequence[tuple[Meter, int, Sequence[str], Mapping[str, StringFilter] | None]],
+        scopes: Sequence[tuple[Meter, int, Mapping[str, StringFilter] | None]],
     ) -> ReadShape:
         return cls(
             with_customer=customer_id is not None,
@@ -99,11 +98,10 @@ class ReadShape:
                 SeriesShape(
                     meter.id,
                     generation,
-                    tuple(subjects),
                     tuple(sorted((filters or {}).items())),
                     meter.aggregation is Aggregation.UNIQUE_COUNT,
                 )
-                for meter, generation, subjects, filters in scopes
+                for meter, generation, filters in scopes
             ),
         )
 
@@ -114,7 +112,8 @@ class Prepared:
     positional: tuple[str, ...] | None
     """Parameter names in order (SQLite), or None for named parameters (PostgreSQL)."""
     fixed: Mapping[str, Any]
-    """Parameters baked into the shape (meter ids, subjects, filters)."""
+    """Parameters baked into the shape (meter ids, filters): the same for every customer of
+    the same features, so customers share one compiled statement."""
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         merged = {**self.fixed, **values}
@@ -176,22 +175,44 @@ def _rows_table(dialect_name: str, name: str) -> Subquery:
     ).subquery(name)
 
 
+def subjects_parameter(dialect_name: str, number: int, subjects: Sequence[str]) -> dict[str, Any]:
+    """The subjects the `number`-th entitlement reads, as the statement's parameter."""
+    name = f"read_subjects_{number}"
+    if dialect_name == "postgresql":
+        return {name: list(subjects)}
+    return {name: orjson.dumps(list(subjects)).decode()}
+
+
+def _subjects_of(number: int) -> Any:
+    """PostgreSQL: `= ANY(subjects)` of the `number`-th entitlement."""
+    return func.any_(cast(bindparam(f"read_subjects_{number}", value=[]), ARRAY(Text)))
+
+
 def _series_map(dialect: MeterDialect, dialect_name: str, shape: ReadShape) -> Subquery:
     from allotment.storage.rollup_reads import series_conditions
 
-    parts = [
-        select(literal(number, Integer).label("scope"), usage_series.c.id.label("series_id")).where(
-            *series_conditions(
-                dialect,
-                dialect_name,
-                series.meter_id,
-                series.generation,
-                series.subjects,
-                dict(series.advanced_filters),
-            )
+    parts = []
+    for number, series in enumerate(shape.series):
+        conditions = series_conditions(
+            dialect,
+            dialect_name,
+            series.meter_id,
+            series.generation,
+            None,
+            dict(series.advanced_filters),
         )
-        for number, series in enumerate(shape.series)
-    ]
+        if dialect_name == "postgresql":
+            conditions.append(usage_series.c.subject == _subjects_of(number))
+        else:
+            items = func.json_each(
+                bindparam(f"read_subjects_{number}", type_=Text, value="[]")
+            ).table_valued("value")
+            conditions.append(usage_series.c.subject.in_(select(items.c.value)))
+        parts.append(
+            select(
+                literal(number, Integer).label("scope"), usage_series.c.id.label("series_id")
+            ).where(*conditions)
+        )
     return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("series_map")
 
 
@@ -253,6 +274,10 @@ def _stamps(shape: ReadShape, series: Subquery | None) -> Select[Any]:
                 balance_checkpoints.c.entitlement_id
                 == bindparam(f"read_checkpoint_of_{number}", value=None),
                 at == checkpoint_at,
+                # The same state, not merely one saved at the same minute again after the
+                # first was dropped.
+                balance_checkpoints.c.state
+                == bindparam(f"read_checkpoint_state_{number}", value=None, type_=Text),
             )
             .exists()
         )

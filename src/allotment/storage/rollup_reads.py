@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from allotment import json_exact
+from allotment.domain.burn import EngineState
 from allotment.domain.group_filters import StringFilter
 from allotment.domain.instants import EARLIEST, LATEST
 from allotment.domain.meters import (
@@ -67,6 +68,7 @@ from allotment.domain.rollups import (
 from allotment.storage import hot_read
 from allotment.storage.meter_sql import MeterDialect, filter_condition, for_dialect
 from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.checkpoints import state_to_text
 from allotment.storage.rollups import partial_of_row
 from allotment.storage.tables import (
     events,
@@ -204,8 +206,8 @@ class Probe:
     the stamps cached definitions were loaded at, and whether the checkpoints still hold."""
 
     customer_id: str | None
-    checkpoints: tuple[tuple[str, datetime] | None, ...] = ()
-    """Per request: `(entitlement id, checkpoint instant)` its run starts from, or None."""
+    checkpoints: tuple[tuple[str, EngineState] | None, ...] = ()
+    """Per request: `(entitlement id, checkpoint)` its run starts from, or None."""
     newest_for: tuple[str, datetime] | None = None
     """`(entitlement id, read instant)`: also report its newest checkpoint up to then."""
 
@@ -272,13 +274,7 @@ class RollupReader(Repository):
             checkpoints=[c is not None for c in checkpoints],
             with_newest=probe.newest_for is not None,
             scopes=[
-                (
-                    r.scope.meter,
-                    r.scope.generation,
-                    r.scope.subjects or (),
-                    r.scope.advanced_filters,
-                )
-                for r in requests
+                (r.scope.meter, r.scope.generation, r.scope.advanced_filters) for r in requests
             ],
         )
         statement = hot_read.prepared(self.connection.dialect, shape)
@@ -289,7 +285,11 @@ class RollupReader(Repository):
         for number, checkpoint in enumerate(checkpoints):
             if checkpoint is not None:
                 values[f"read_checkpoint_of_{number}"] = checkpoint[0]
-                values[f"read_checkpoint_at_{number}"] = to_micros(checkpoint[1])
+                values[f"read_checkpoint_at_{number}"] = to_micros(checkpoint[1].at)
+                values[f"read_checkpoint_state_{number}"] = state_to_text(checkpoint[1])
+        for number, request in enumerate(requests):
+            subjects = request.scope.subjects or ()
+            values.update(hot_read.subjects_parameter(self.dialect, number, subjects))
         values.update(hot_read.rows_parameters(self.dialect, "read_pieces", pieces))
         values.update(hot_read.rows_parameters(self.dialect, "read_ranges", ranges))
         rows = self.connection.exec_driver_sql(statement.sql, statement.parameters(values)).all()

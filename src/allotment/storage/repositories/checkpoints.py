@@ -22,6 +22,8 @@ from allotment.storage.types import from_micros, to_micros
 
 
 def state_to_text(state: EngineState) -> str:
+    """The stored form of a state; canonical (keys sorted), so equal states have equal texts:
+    a read recognises the very checkpoint it loaded by its instant and its text."""
     return orjson.dumps(
         {
             "grant_balances": {k: str(v) for k, v in state.grant_balances.items()},
@@ -29,7 +31,8 @@ def state_to_text(state: EngineState) -> str:
             "period_usage": str(state.period_usage),
             "period_grant_usage": str(state.period_grant_usage),
             "period_start": to_micros(state.period_start),
-        }
+        },
+        option=orjson.OPT_SORT_KEYS,
     ).decode()
 
 
