@@ -80,3 +80,16 @@ def authenticate(context: ServiceContext, secret: str | None, action: Action) ->
     if not scope_allows(key.scope, action):
         raise Forbidden(f"a key with scope '{key.scope.value}' may not {action.value}")
     return key
+
+
+def identify(context: ServiceContext, secret: str) -> ApiKey | None:
+    """The key behind `secret`, revoked or not; None when no key ever had it. For telling a
+    person at a sign-in form why a key does not work, not for authorising requests."""
+    with context.database.unit_of_work() as uow:
+        return uow.api_keys.find_by_hash(hash_secret(secret))
+
+
+def get_key(context: ServiceContext, key_id: str) -> ApiKey | None:
+    """The key with this id, revoked or not (a session re-reads its key on every request)."""
+    with context.database.unit_of_work() as uow:
+        return uow.api_keys.get(key_id)

@@ -26,7 +26,7 @@ from allotment.domain.customers import (
 )
 from allotment.domain.listing import ListResult, Window
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
-from allotment.errors import Conflict, ErrorList, NotFound, PreconditionFailed
+from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound, PreconditionFailed
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.subjects import ensure_subjects
@@ -62,6 +62,15 @@ def list_customers(
     errors.raise_if_any("invalid customer filter")
     with context.database.unit_of_work() as uow:
         return uow.customers.list_matching(criteria, window)
+
+
+def search_customers(context: ServiceContext, text: str, window: Window) -> ListResult[Customer]:
+    """Live customers whose name, key, email or a subject key contains `text` (any case)."""
+    text = text.strip()
+    if not is_storable_text(text):
+        raise InvalidInput(f"q {UNSTORABLE_TEXT}", field="q")
+    with context.database.unit_of_work() as uow:
+        return uow.customers.search_live(text, window)
 
 
 def get_customer(context: ServiceContext, id_or_key: str) -> Customer:

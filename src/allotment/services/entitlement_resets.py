@@ -11,6 +11,7 @@ from datetime import datetime
 
 from allotment.domain.instants import checked_instant
 from allotment.domain.snapshots import Change, invalid_from
+from allotment.domain.usage_periods import ManualReset
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
@@ -60,3 +61,12 @@ def reset_entitlement(
         uow.entitlements.add_reset(new_id(), entitlement.id, reset, now)
         uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.MANUAL_RESET, reset.at))
         uow.commit()
+
+
+def list_resets(context: ServiceContext, owner: Owner, id_or_feature_key: str) -> list[ManualReset]:
+    """The manual resets of one metered entitlement, oldest first."""
+    with context.database.unit_of_work() as uow:
+        customer = require_owner(uow, owner)
+        entitlement = resolve_entitlement(uow, customer, id_or_feature_key)
+        require_metered(entitlement, "have resets")
+        return sorted(uow.entitlements.resets(entitlement.id), key=lambda reset: reset.at)

@@ -17,6 +17,7 @@ from allotment.storage.repositories.base import CHANGES_KEY, DefinitionChanges
 if TYPE_CHECKING:
     from allotment.storage.repositories.api_keys import ApiKeyRepository
     from allotment.storage.repositories.checkpoints import CheckpointRepository
+    from allotment.storage.repositories.counts import CountRepository
     from allotment.storage.repositories.customers import CustomerRepository
     from allotment.storage.repositories.entitlements import EntitlementRepository
     from allotment.storage.repositories.events import EventRepository
@@ -99,6 +100,12 @@ class UnitOfWork:
         from allotment.storage.repositories.api_keys import ApiKeyRepository
 
         return ApiKeyRepository(self.connection)
+
+    @cached_property
+    def counts(self) -> CountRepository:
+        from allotment.storage.repositories.counts import CountRepository
+
+        return CountRepository(self.connection)
 
     @cached_property
     def events(self) -> EventRepository:

@@ -43,6 +43,17 @@ class ApiKeyRepository(Repository):
         ).first()
         return None if row is None else _to_key(row)
 
+    def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not (to tell a revoked key from a mistyped one)."""
+        row = self.connection.execute(
+            select(api_keys).where(api_keys.c.key_hash == key_hash)
+        ).first()
+        return None if row is None else _to_key(row)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        row = self.connection.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+        return None if row is None else _to_key(row)
+
     def list_all(self, *, include_revoked: bool = False) -> list[ApiKey]:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
         if not include_revoked:

@@ -248,6 +248,37 @@ class CustomerRepository(Repository):
         items = [_to_customer(row, keys.get(row.id, ())) for row in rows]
         return ListResult(items=items, total_count=total)
 
+    def search_live(self, text: str, window: Window) -> ListResult[Customer]:
+        """Live customers whose name, key, primary email or one of whose subject keys contains
+        `text` (case-insensitively), by name; every live customer for an empty `text`."""
+        conditions: list[ColumnElement[bool]] = [customers.c.deleted_at.is_(None)]
+        if text:
+            conditions.append(
+                or_(
+                    customers.c.name.icontains(text, autoescape=True),
+                    customers.c.key.icontains(text, autoescape=True),
+                    customers.c.primary_email.icontains(text, autoescape=True),
+                    exists().where(
+                        customer_subjects.c.customer_id == customers.c.id,
+                        customer_subjects.c.subject_key.icontains(text, autoescape=True),
+                    ),
+                )
+            )
+        ordering = [customers.c.name.asc(), customers.c.id.asc()]
+        rows, total = self.page(customers, conditions, ordering, window)
+        keys = self._subject_keys_of([row.id for row in rows])
+        items = [_to_customer(row, keys.get(row.id, ())) for row in rows]
+        return ListResult(items=items, total_count=total)
+
+    def get_many(self, customer_ids: Collection[str]) -> dict[str, Customer]:
+        """Customers by id (deleted ones too); ids that name none are left out."""
+        if not customer_ids:
+            return {}
+        query = select(customers).where(customers.c.id.in_(sorted(customer_ids)))
+        rows = list(self.connection.execute(query))
+        keys = self._subject_keys_of([row.id for row in rows])
+        return {row.id: _to_customer(row, keys.get(row.id, ())) for row in rows}
+
     def active_entitlement_ids(self, customer_id: str, at: datetime) -> list[str]:
         """Entitlements not deleted and not ended by `at` (scheduled ones count as active)."""
         query = (
