@@ -85,7 +85,7 @@ def closest_to_limits(context: ServiceContext, limit: int = 10) -> Standings:
         for entitlement in active:
             by_customer[entitlement.customer_id].append(entitlement)
         owners = uow.customers.get_many(by_customer)
-        standings = []
+        standings: list[Standing] = []
         for customer_id, entitlements in by_customer.items():
             customer = owners[customer_id]
             values = values_at(uow, customer, entitlements, now)
