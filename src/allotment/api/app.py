@@ -15,6 +15,7 @@ from allotment.api.deps import authenticate, refuse_unstorable_parameters
 from allotment.api.openapi import build_openapi
 from allotment.api.routes import ROUTERS, health
 from allotment.api.schemas.events import IngestLimits
+from allotment.dashboard import create_dashboard
 from allotment.services.caches import ServiceCaches
 from allotment.services.context import ServiceContext
 from allotment.services.maintenance import MaintenanceWorker
@@ -79,6 +80,8 @@ def create_app(
         api.include_router(router)
     app.include_router(api)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    # The web dashboard: its own pages, sessions and error pages, over the same services.
+    app.mount("/ui", create_dashboard(context))
     return app
 
 
