@@ -122,7 +122,9 @@ def test_the_announcement_scenario_in_chromium(
     page.get_by_text("Grant usage (top-up)").click()
     page.get_by_label("Amount").fill("500,000")
     page.get_by_role("button", name="Grant", exact=True).click()
-    expect(page.get_by_text("Granted 500,000 of ai_tokens to ACME Inc.")).to_be_visible()
+    expect(
+        page.get_by_text("Granted 500,000 of ai_tokens to ACME Inc.", exact=True)
+    ).to_be_visible()
     assert _balance(page) == "499,000"
     expect(page.locator("table.glance tbody tr").first).to_contain_text("Yes")
     _shot(page, screenshots, "04-customer-after-top-up")

@@ -17,9 +17,9 @@ from markupsafe import Markup, escape
 
 from allotment.dashboard.formatting import number, percent, when, when_short
 
-WIDTH = Decimal(720)
-HEIGHT = Decimal(260)
-LEFT, RIGHT, TOP, BOTTOM = Decimal(78), Decimal(12), Decimal(12), Decimal(30)
+WIDTH = Decimal(640)
+HEIGHT = Decimal(250)
+LEFT, RIGHT, TOP, BOTTOM = Decimal(84), Decimal(16), Decimal(12), Decimal(30)
 PALETTE_SIZE = 8
 _TENTH = Decimal("0.1")
 
@@ -37,11 +37,14 @@ def _coordinate(value: Decimal) -> str:
 
 
 def nice_ceiling(value: Decimal) -> Decimal:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `value` (> 0)."""
+    """The smallest round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten)
+    that is at least `value`; 1 for nothing to show."""
     if value <= 0:
         return Decimal(1)
     base = Decimal(10) ** value.adjusted()
-    for multiple in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10)):
+    for multiple in (
+        Decimal(m) for m in ("1", "1.2", "1.5", "2", "2.5", "3", "4", "5", "6", "8", "10")
+    ):
         if multiple * base >= value:
             return multiple * base
     return 10 * base  # pragma: no cover - ten times base always suffices
@@ -83,11 +86,15 @@ def time_chart(
             f'dominant-baseline="middle">{escape(number(tick_value))}</text>'
         )
     if count:
-        label_every = max(1, count // 5)
+        label_every = max(1, -(-count // 5))
         for index in range(0, count, label_every):
+            # The last label ends at the plot's edge instead of running past it.
+            anchor, x = "middle", x_of(index)
+            if index == count - 1 and count > 1:
+                anchor, x = "end", WIDTH - RIGHT
             parts.append(
-                f'<text class="axis" x="{_coordinate(x_of(index))}" y="{HEIGHT - 10}" '
-                f'text-anchor="middle">{escape(when_short(windows[index]))}</text>'
+                f'<text class="axis" x="{_coordinate(x)}" y="{HEIGHT - 10}" '
+                f'text-anchor="{anchor}">{escape(when_short(windows[index]))}</text>'
             )
     bars = [s for s in series if s.kind == "bar"]
     for position, (palette, each) in enumerate(

@@ -70,7 +70,7 @@ def create_grant(
                 request,
                 f"/customers/{customer.id}",
                 flash=f"Granted {number(grant_request.amount)} of "
-                f"{view.entitlement.feature_key} to {customer.name}.",
+                f"{view.entitlement.feature_key} to {customer.name}",
             )
     return render(
         request,

@@ -186,7 +186,8 @@ def meter_page(
         usage=usage,
         range_options=[(key, label) for key, (label, _span, _window) in RANGES.items()]
         + [("custom", "Custom range")],
-        window_options=[(w.value, w.value.capitalize()) for w in WindowSize],
+        window_options=[("", "Fits the range")]
+        + [(w.value, w.value.capitalize()) for w in WindowSize],
         split_options=[("", "Nothing")] + [(key, key) for key in meter.group_by],
         zones=COMMON_ZONES,
         status_code=400 if errors else 200,
@@ -211,10 +212,11 @@ def _usage_query(
             errors.add("from", "give the start of the range")
     try:
         size = WindowSize(window_text) if window_text else default_window
+        if not window_text and preset is None and from_time is not None and to_time is not None:
+            size = _fitting_window(to_time - from_time)
     except ValueError:
         errors.add("window", "choose MINUTE, HOUR, DAY or MONTH")
         return None
-    values["window"] = size.value
     try:
         resolve_time_zone(values["tz"])
     except ValueError as error:
@@ -235,6 +237,14 @@ def _usage_query(
         time_zone=values["tz"],
         group_by=(values["split"],) if values["split"] else (),
     )
+
+
+def _fitting_window(span: timedelta) -> WindowSize:
+    """The finest window that draws a custom range in at most a couple of hundred points."""
+    for size in (WindowSize.MINUTE, WindowSize.HOUR, WindowSize.DAY):
+        if span / WINDOW_LENGTH[size] <= 200:
+            return size
+    return WindowSize.MONTH
 
 
 def _usage(context: ServiceContext, meter: Meter, query: MeterQuery, split: str) -> UsageView:
