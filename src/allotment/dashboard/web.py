@@ -139,7 +139,8 @@ def redirect(
     """303 to `to` (a path inside the dashboard), leaving `flash` for the next page."""
     response = RedirectResponse(base_path(request) + to, status_code=303)
     if flash is not None:
-        payload = {"message": flash, "level": level}
+        message = flash if flash.endswith((".", "!", "?")) else flash + "."
+        payload = {"message": message, "level": level}
         set_cookie(
             request,
             response,
