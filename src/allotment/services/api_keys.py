@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from allotment.domain.api_keys import Action, ApiKey, Scope, scope_allows
+from allotment.domain.text import is_storable_text
 from allotment.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
@@ -91,5 +92,7 @@ def identify(context: ServiceContext, secret: str) -> ApiKey | None:
 
 def get_key(context: ServiceContext, key_id: str) -> ApiKey | None:
     """The key with this id, revoked or not (a session re-reads its key on every request)."""
+    if not is_storable_text(key_id):
+        return None
     with context.database.unit_of_work() as uow:
         return uow.api_keys.get(key_id)

@@ -40,6 +40,7 @@ EntitlementId = Annotated[str, Path(min_length=1, max_length=64)]
 INTERVALS = ("DAY", "WEEK", "MONTH", "YEAR")
 ENTITLEMENT_INPUTS = {
     "usagePeriod": "usagePeriod.interval",
+    "usagePeriod.anchor": "usagePeriod.anchor",
     "featureId": "featureKey",
     "entitlementIdOrFeatureKey": "",
     "grants": "",
