@@ -11,8 +11,11 @@ from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from allotment.api.app import create_app
+from allotment.dashboard import create_dashboard
 from allotment.domain.entitlement_requests import EntitlementRequest
 from allotment.domain.entitlements import EntitlementType
 from allotment.domain.events import Event
@@ -58,9 +61,23 @@ def keys(context: ServiceContext) -> Keys:
     )
 
 
+def dashboard_only(context: ServiceContext) -> Starlette:
+    """The dashboard mounted at /ui as the API app mounts it, without building the API's
+    routes for every test (the crawler and the browser tests use the whole app)."""
+    return Starlette(routes=[Mount("/ui", app=create_dashboard(context))])
+
+
 @pytest.fixture
 def ui(context: ServiceContext) -> Iterator[TestClient]:
+    with TestClient(dashboard_only(context), base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def whole_app_ui(context: ServiceContext, keys: Keys) -> Iterator[TestClient]:
+    """Signed in as admin to the real server app (API and dashboard)."""
     with TestClient(create_app(context=context), base_url="https://testserver") as client:
+        client.headers["x-test-csrf"] = sign_in(client, keys.admin)
         yield client
 
 
@@ -72,7 +89,7 @@ def admin_ui(ui: TestClient, keys: Keys) -> TestClient:
 
 @pytest.fixture
 def read_ui(context: ServiceContext, keys: Keys) -> Iterator[TestClient]:
-    with TestClient(create_app(context=context), base_url="https://testserver") as client:
+    with TestClient(dashboard_only(context), base_url="https://testserver") as client:
         client.headers["x-test-csrf"] = sign_in(client, keys.read)
         yield client
 

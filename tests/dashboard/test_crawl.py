@@ -51,9 +51,9 @@ def crawl(client: TestClient, start: str = "/ui/") -> dict[str, int]:
 
 
 def test_every_page_reachable_from_the_overview_opens_for_an_admin(
-    admin_ui: TestClient, catalogue: Catalogue
+    whole_app_ui: TestClient, catalogue: Catalogue
 ) -> None:
-    pages = crawl(admin_ui)
+    pages = crawl(whole_app_ui)
     broken = {url: status for url, status in pages.items() if status != 200}
     assert broken == {}
     for expected in (

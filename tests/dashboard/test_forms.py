@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 
-from allotment.services import entitlement_values, features, grants, meters
+from allotment.services import api_keys, entitlement_values, features, grants, meters
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner
 from tests.dashboard.conftest import Catalogue
@@ -315,3 +315,27 @@ def test_override_reset_and_delete_from_the_customer_page(
     )
     assert "was deleted" in response.text
     assert not entitlement_values.entitlement_value(context, owner, "ai_tokens").has_access
+
+
+def test_an_admin_creates_and_revokes_keys_and_the_secret_is_shown_once(
+    admin_ui: TestClient, context: ServiceContext
+) -> None:
+    response = _post(admin_ui, "/ui/api-keys", name="billing job", scope="ingest")
+    assert response.status_code == 201
+    secret = re.search(
+        r'id="new-secret" class="secret-value" readonly value="(alt_[^"]+)"', response.text
+    )
+    assert secret is not None
+    created = next(k for k in api_keys.list_keys(context) if k.name == "billing job")
+    assert created.scope.value == "ingest"
+    assert secret.group(1) not in admin_ui.get("/ui/api-keys").text  # never shown again
+    bad = _post(admin_ui, "/ui/api-keys", name="x", scope="root")
+    assert "unknown scope 'root'" in html.unescape(bad.text)
+    response = _post(admin_ui, f"/ui/api-keys/{created.id}/revoke")
+    assert "billing job" in response.text and "revoked" in response.text
+    assert api_keys.get_key(context, created.id).revoked_at is not None  # type: ignore[union-attr]
+    own = next(k for k in api_keys.list_keys(context) if k.name == "test admin")
+    response = admin_ui.post(
+        f"/ui/api-keys/{own.id}/revoke", data={"csrf": admin_ui.headers["x-test-csrf"]}
+    )
+    assert "The key you signed in with was revoked" in response.text

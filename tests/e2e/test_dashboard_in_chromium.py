@@ -61,8 +61,10 @@ def test_the_announcement_scenario_in_chromium(
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#e-key")).to_contain_text("No API key matches")
     _shot(page, screenshots, "01-sign-in-wrong-key")
-    page.get_by_label("API key").fill(server.admin_key)
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the key field has the focus, Enter sends the form.
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(server.admin_key)
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
     # A meter.
@@ -163,8 +165,11 @@ def test_the_announcement_scenario_in_chromium(
     expect(problem).to_contain_text("missing value property '$.tokens'")
     _shot(page, screenshots, "10-events")
     page.get_by_role("link", name="Customers", exact=True).click()
+    page.get_by_label("Search by name, key, email or subject").fill("zzz")
+    expect(page.locator("#customer-rows")).to_contain_text("No customer matches")
     page.get_by_label("Search by name, key, email or subject").fill("acm")
     expect(page.locator("#customer-rows")).to_contain_text("ACME Inc.")
+    expect(page).to_have_url(re.compile(r"/ui/customers\?q=acm$"))  # htmx searched as you typed
     _shot(page, screenshots, "11-customers")
 
     # An admin makes a read key; its secret is shown once.
