@@ -48,47 +48,43 @@ def entitlement_form(admin_ui: TestClient, catalogue: Catalogue, context: Servic
     return f"/ui/customers/{catalogue.customer_id}/entitlements/new"
 
 
-@pytest.mark.parametrize(
-    ("fields", "name", "message"),
-    [
-        ({"issueAfterReset": "-5"}, "issueAfterReset", "must not be negative"),
-        ({"issueAfterReset": "lots"}, "issueAfterReset", "is not a number"),
-        (
-            {"issueAfterReset": "1e30"},
-            "issueAfterReset",
-            "must be at most 1,000,000,000,000,000,000",
-        ),
-        (
-            {"issueAfterReset": "5", "issueAfterResetPriority": "300"},
-            "issueAfterResetPriority",
-            "must be from 1 to 255",
-        ),
-        ({"issueAfterResetPriority": "2"}, "issueAfterResetPriority", "needs issueAfterReset"),
-        ({"usagePeriod.interval": "P1X"}, "usagePeriod.interval", "invalid interval 'P1X'"),
-        ({"usagePeriod.interval": "PT30M"}, "usagePeriod.interval", "at least one hour"),
-        ({"usagePeriod.interval": ""}, "usagePeriod.interval", "needs a usage period"),
-        ({"usagePeriod.anchor": "tomorrow"}, "usagePeriod.anchor", "is not a time"),
-        ({"usagePeriod.anchor": "1900-01-01T00:00"}, "usagePeriod.anchor", "from the year 1970"),
-        ({"featureKey": "sso"}, "featureKey", "has no meter"),
-        ({"featureKey": "nope"}, "featureKey", "feature not found"),
-        ({"featureKey": ""}, "featureKey", "either featureKey or featureId is required"),
-    ],
-)
+ENTITLEMENT_MISTAKES: list[tuple[dict[str, str], str, str]] = [
+    ({"issueAfterReset": "-5"}, "issueAfterReset", "must not be negative"),
+    ({"issueAfterReset": "lots"}, "issueAfterReset", "is not a number"),
+    (
+        {"issueAfterReset": "1e30"},
+        "issueAfterReset",
+        "must be at most 1,000,000,000,000,000,000",
+    ),
+    (
+        {"issueAfterReset": "5", "issueAfterResetPriority": "300"},
+        "issueAfterResetPriority",
+        "must be from 1 to 255",
+    ),
+    ({"issueAfterResetPriority": "2"}, "issueAfterResetPriority", "needs issueAfterReset"),
+    ({"usagePeriod.interval": "P1X"}, "usagePeriod.interval", "invalid interval 'P1X'"),
+    ({"usagePeriod.interval": "PT30M"}, "usagePeriod.interval", "at least one hour"),
+    ({"usagePeriod.interval": ""}, "usagePeriod.interval", "needs a usage period"),
+    ({"usagePeriod.anchor": "tomorrow"}, "usagePeriod.anchor", "is not a time"),
+    ({"usagePeriod.anchor": "1900-01-01T00:00"}, "usagePeriod.anchor", "from the year 1970"),
+    ({"featureKey": "sso"}, "featureKey", "has no meter"),
+    ({"featureKey": "nope"}, "featureKey", "feature not found"),
+    ({"featureKey": ""}, "featureKey", "either featureKey or featureId is required"),
+]
+
+
 def test_a_metered_entitlement_form_shows_the_apis_errors_next_to_the_field(
-    admin_ui: TestClient,
-    entitlement_form: str,
-    fields: dict[str, str],
-    name: str,
-    message: str,
+    admin_ui: TestClient, entitlement_form: str
 ) -> None:
-    sent = {"type": "metered", "featureKey": "gpt4", "usagePeriod.interval": "MONTH", **fields}
-    response = _post(admin_ui, entitlement_form, **sent)
-    assert response.status_code == 400
-    assert message in field_error(response.text, name)
-    for input_name, value in sent.items():
-        if input_name not in ("type", "featureKey", "usagePeriod.interval"):
-            assert kept(response.text, input_name) == value
-    assert "Please correct the highlighted fields" in response.text
+    for fields, name, message in ENTITLEMENT_MISTAKES:
+        sent = {"type": "metered", "featureKey": "gpt4", "usagePeriod.interval": "MONTH", **fields}
+        response = _post(admin_ui, entitlement_form, **sent)
+        assert response.status_code == 400, fields
+        assert message in field_error(response.text, name), fields
+        for input_name, value in sent.items():
+            if input_name not in ("type", "featureKey", "usagePeriod.interval"):
+                assert kept(response.text, input_name) == value, fields
+        assert "Please correct the highlighted fields" in response.text
 
 
 def test_a_static_entitlement_keeps_its_config_and_refuses_broken_json(
@@ -144,46 +140,37 @@ def test_a_metered_entitlement_from_the_form_matches_the_api(
     assert "2,500,000.5" in response.text
 
 
-@pytest.mark.parametrize(
-    ("fields", "name", "message"),
-    [
-        ({"amount": ""}, "amount", "how much to grant"),
-        ({"amount": "0"}, "amount", "must be positive"),
-        ({"amount": "1.0000000000000000001"}, "amount", "at most 18 digits"),
-        ({"amount": "NaN"}, "amount", "is not a number"),
-        ({"amount": "100", "priority": "0"}, "priority", "from 1 to 255"),
-        ({"amount": "100", "priority": "one"}, "priority", "not a whole number"),
-        ({"amount": "100", "expiration": "5 EONS"}, "expiration", "invalid expiration duration"),
-        ({"amount": "100", "expiration": "5000 DAY"}, "expiration", "from 1 to 1000"),
-        (
-            {"amount": "100", "effectiveAt": "2024-01-01T00:00"},
-            "effectiveAt",
-            "before the current usage period",
-        ),
-        ({"amount": "100", "maxRolloverAmount": "-1"}, "maxRolloverAmount", "must not be negative"),
-    ],
-)
+GRANT_MISTAKES: list[tuple[dict[str, str], str, str]] = [
+    ({"amount": ""}, "amount", "how much to grant"),
+    ({"amount": "0"}, "amount", "must be positive"),
+    ({"amount": "1.0000000000000000001"}, "amount", "at most 18 digits"),
+    ({"amount": "NaN"}, "amount", "is not a number"),
+    ({"amount": "100", "priority": "0"}, "priority", "from 1 to 255"),
+    ({"amount": "100", "priority": "one"}, "priority", "not a whole number"),
+    ({"amount": "100", "expiration": "5 EONS"}, "expiration", "invalid expiration duration"),
+    ({"amount": "100", "expiration": "5000 DAY"}, "expiration", "from 1 to 1000"),
+    (
+        {"amount": "100", "effectiveAt": "2024-01-01T00:00"},
+        "effectiveAt",
+        "before the current usage period",
+    ),
+    ({"amount": "100", "maxRolloverAmount": "-1"}, "maxRolloverAmount", "must not be negative"),
+]
+
+
 def test_a_grant_form_shows_the_apis_errors_next_to_the_field(
-    admin_ui: TestClient,
-    catalogue: Catalogue,
-    context: ServiceContext,
-    fields: dict[str, str],
-    name: str,
-    message: str,
+    admin_ui: TestClient, catalogue: Catalogue, context: ServiceContext
 ) -> None:
     path = f"/ui/customers/{catalogue.customer_id}/entitlements/{catalogue.entitlement_id}/grants"
-    before = grants.list_entitlement_grants(
-        context, CustomerOwner(catalogue.customer_id), "ai_tokens"
-    ).total_count
-    response = _post(admin_ui, path, **fields)
-    assert response.status_code == 400
-    assert message in field_error(response.text, name)
-    if fields.get("amount"):
-        assert kept(response.text, "amount") == fields["amount"]
-    after = grants.list_entitlement_grants(
-        context, CustomerOwner(catalogue.customer_id), "ai_tokens"
-    ).total_count
-    assert after == before
+    owner = CustomerOwner(catalogue.customer_id)
+    before = grants.list_entitlement_grants(context, owner, "ai_tokens").total_count
+    for fields, name, message in GRANT_MISTAKES:
+        response = _post(admin_ui, path, **fields)
+        assert response.status_code == 400, fields
+        assert message in field_error(response.text, name), fields
+        if fields.get("amount"):
+            assert kept(response.text, "amount") == fields["amount"], fields
+    assert grants.list_entitlement_grants(context, owner, "ai_tokens").total_count == before
 
 
 def test_a_top_up_adds_exactly_the_amount_typed(

@@ -103,6 +103,10 @@ def test_the_announcement_scenario_in_chromium(
     page.get_by_label("Feature").select_option("ai_tokens")
     page.get_by_label("Allowance each period").fill("10,000,000")
     page.get_by_label("Usage period").select_option("MONTH")
+    _shot(page, screenshots, "03a-entitlement-form")
+    page.set_viewport_size(PHONE)
+    _shot(page, screenshots, "03b-entitlement-form-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("button", name="Create entitlement").click()
     expect(page.get_by_text("is now entitled to ai_tokens")).to_be_visible()
     assert _balance(page) == "10,000,000"
