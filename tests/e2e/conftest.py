@@ -44,8 +44,10 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def playwright_driver(chromium_path: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A machine busy with other work answers slower than Playwright's 5 s default expects.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as driver:
         yield driver
 

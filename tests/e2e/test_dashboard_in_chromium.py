@@ -159,6 +159,7 @@ def test_the_announcement_scenario_in_chromium(
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("link", name="Meters", exact=True).click()
     page.get_by_role("link", name="tokens").click()
+    page.wait_for_load_state()  # the pickers update the chart through htmx
     page.get_by_label("Range").select_option("24h")
     page.get_by_label("Split by").select_option("model")
     expect(page.locator("#usage .legend")).to_contain_text("gpt-4o")
@@ -169,6 +170,7 @@ def test_the_announcement_scenario_in_chromium(
     expect(problem).to_contain_text("missing value property '$.tokens'")
     _shot(page, screenshots, "10-events")
     page.get_by_role("link", name="Customers", exact=True).click()
+    page.wait_for_load_state()  # htmx (a deferred script) has wired the search box up
     page.get_by_label("Search by name, key, email or subject").fill("zzz")
     expect(page.locator("#customer-rows")).to_contain_text("No customer matches")
     page.get_by_label("Search by name, key, email or subject").fill("acm")
