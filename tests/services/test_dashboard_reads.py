@@ -25,7 +25,15 @@ from allotment.services import (
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner
 from tests.conftest import SettableClock
-from tests.factories import make_customer, make_feature, make_meter, metered, send_usage
+from tests.factories import (
+    event,
+    make_customer,
+    make_feature,
+    make_meter,
+    metered,
+    send_usage,
+    store_events,
+)
 
 
 def _customer(
@@ -70,9 +78,9 @@ def test_counts_are_of_live_things_and_todays_events(
     make_customer(context)
     entitlements.create_entitlement(context, CustomerOwner("acme"), metered(issue_after_reset=10))
     midnight = clock().replace(hour=0, minute=0)
-    send_usage(context, 1, midnight - timedelta(minutes=1))  # received yesterday
-    send_usage(context, 1, midnight)
-    send_usage(context, 1, clock())
+    # Received a minute before midnight (yesterday), at midnight and now: two today.
+    for number, received in enumerate((midnight - timedelta(minutes=1), midnight, clock())):
+        store_events(context.database, [event(f"e{number}", received, {"tokens": 1})], received)
     counts = overview.counts(context)
     assert (counts.meters, counts.features, counts.customers, counts.entitlements) == (1, 1, 1, 1)
     assert counts.events_today == 2 and counts.today_starts == midnight
