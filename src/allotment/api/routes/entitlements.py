@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
 from allotment.api.deps import Context
+from allotment.api.routing import ApiRoute, MANAGE, READ
 from allotment.api.routes.customers import CustomerIdOrKey
 from allotment.api.routes.subjects import SubjectIdOrKey
 from allotment.api.schemas.common import ExactJSONResponse, Page, UtcDateTime
@@ -42,7 +43,7 @@ from allotment.services import (
 )
 from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectOwner
 
-router = APIRouter(tags=["entitlements"])
+router = APIRouter(route_class=ApiRoute, tags=["entitlements"])
 
 EntitlementId = Annotated[
     str,
@@ -115,6 +116,7 @@ History = Annotated[HistoryQuery, Depends(_history_query)]
 
 @router.post(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -126,7 +128,11 @@ def create_subject_entitlement(
     return entitlement_v1(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
-@router.get("/api/v1/subjects/{subjectIdOrKey}/entitlements", response_model_exclude_none=True)
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements",
+    dependencies=[READ],
+    response_model_exclude_none=True,
+)
 def list_subject_entitlements(
     context: Context, owner: BySubject, include_deleted: IncludeDeleted = False
 ) -> list[EntitlementV1]:
@@ -136,6 +142,7 @@ def list_subject_entitlements(
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def get_subject_entitlement(
@@ -144,7 +151,11 @@ def get_subject_entitlement(
     return entitlement_v1(entitlements.get_entitlement(context, owner, entitlement))
 
 
-@router.delete("/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}", status_code=204)
+@router.delete(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}",
+    dependencies=[MANAGE],
+    status_code=204,
+)
 def delete_subject_entitlement(
     context: Context, owner: BySubject, entitlement: EntitlementId
 ) -> Response:
@@ -154,6 +165,7 @@ def delete_subject_entitlement(
 
 @router.put(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -171,6 +183,7 @@ def override_subject_entitlement(
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
     response_model=EntitlementValueOut,
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def subject_entitlement_value(
@@ -183,6 +196,7 @@ def subject_entitlement_value(
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/history",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def subject_entitlement_history(
@@ -192,7 +206,9 @@ def subject_entitlement_history(
 
 
 @router.post(
-    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset", status_code=204
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset",
+    dependencies=[MANAGE],
+    status_code=204,
 )
 def reset_subject_entitlement(
     context: Context, owner: BySubject, entitlement: EntitlementId, body: ResetInput = None
@@ -205,6 +221,7 @@ def reset_subject_entitlement(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -215,7 +232,11 @@ def create_customer_entitlement(
     return entitlement_v2(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
-@router.get("/api/v2/customers/{customerIdOrKey}/entitlements", response_model_exclude_none=True)
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements",
+    dependencies=[READ],
+    response_model_exclude_none=True,
+)
 def list_customer_entitlements(
     context: Context,
     owner: ByCustomer,
@@ -237,6 +258,7 @@ def list_customer_entitlements(
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def get_customer_entitlement(
@@ -247,6 +269,7 @@ def get_customer_entitlement(
 
 @router.delete(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    dependencies=[MANAGE],
     status_code=204,
 )
 def delete_customer_entitlement(
@@ -258,6 +281,7 @@ def delete_customer_entitlement(
 
 @router.put(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -275,6 +299,7 @@ def override_customer_entitlement(
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
     response_model=EntitlementValueV2Out,
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def customer_entitlement_value(
@@ -287,6 +312,7 @@ def customer_entitlement_value(
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/history",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def customer_entitlement_history(
@@ -297,6 +323,7 @@ def customer_entitlement_history(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/reset",
+    dependencies=[MANAGE],
     status_code=204,
 )
 def reset_customer_entitlement(
@@ -313,6 +340,7 @@ def reset_customer_entitlement(
 
 @router.get(
     "/api/v1/entitlements",
+    dependencies=[READ],
     response_model=list[EntitlementV1] | Page[EntitlementV1],
     response_model_exclude_none=True,
 )
@@ -338,12 +366,14 @@ def list_all_entitlements_v1(
     return shape.wrap([entitlement_v1(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v1/entitlements/{entitlementId}", response_model_exclude_none=True)
+@router.get(
+    "/api/v1/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
+)
 def get_any_entitlement_v1(context: Context, entitlement: EntitlementId) -> EntitlementV1:
     return entitlement_v1(entitlements.get_entitlement_by_id(context, entitlement))
 
 
-@router.get("/api/v2/entitlements", response_model_exclude_none=True)
+@router.get("/api/v2/entitlements", dependencies=[READ], response_model_exclude_none=True)
 def list_all_entitlements_v2(
     context: Context,
     shape: V2List,
@@ -372,7 +402,9 @@ def list_all_entitlements_v2(
     return shape.paginated([entitlement_v2(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v2/entitlements/{entitlementId}", response_model_exclude_none=True)
+@router.get(
+    "/api/v2/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
+)
 def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> EntitlementV2:
     return entitlement_v2(entitlements.get_entitlement_by_id(context, entitlement))
 
@@ -382,6 +414,7 @@ def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> Enti
 
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/access",
+    dependencies=[READ],
     tags=["customers"],
     response_model=CustomerAccessOut,
     response_model_exclude_none=True,
@@ -397,6 +430,7 @@ def customer_access(context: Context, customer: CustomerIdOrKey, time: Time = No
 
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/entitlements/{featureKey}/value",
+    dependencies=[READ],
     tags=["customers"],
     response_model=EntitlementValueOut,
     response_model_exclude_none=True,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from allotment.api.deps import Context
+from allotment.api.routing import ApiRoute, INGEST, READ
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import (
     IngestedEvent,
@@ -22,7 +23,7 @@ from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
 from allotment.services import events as events_service
 from allotment.services.context import ServiceContext
 
-router = APIRouter(tags=["events"])
+router = APIRouter(route_class=ApiRoute, tags=["events"])
 
 
 def _ingest(
@@ -34,6 +35,7 @@ def _ingest(
 
 @router.post(
     "/api/v1/events",
+    dependencies=[INGEST],
     status_code=204,
     response_class=Response,
     summary="Ingest events",
@@ -55,6 +57,7 @@ async def ingest_events(request: Request, context: Context) -> Response:
 
 @router.get(
     "/api/v1/events",
+    dependencies=[READ],
     response_model=list[IngestedEvent],
     response_model_exclude_none=True,
     summary="List ingested events",

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from allotment.api.deps import Context
+from allotment.api.routing import ApiRoute, MANAGE, READ
 from allotment.api.routes.entitlements import (
     ByCustomer,
     BySubject,
@@ -28,13 +29,14 @@ from allotment.domain.grant_requests import GrantDefaults
 from allotment.domain.listing import SortOrder
 from allotment.services import grants
 
-router = APIRouter(tags=["grants"])
+router = APIRouter(route_class=ApiRoute, tags=["grants"])
 
 GrantOrder = Annotated[GrantOrderBy, Query(alias="orderBy")]
 
 
 @router.post(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -48,6 +50,7 @@ def create_subject_grant(
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def list_subject_grants(
@@ -69,6 +72,7 @@ def list_subject_grants(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -82,6 +86,7 @@ def create_customer_grant(
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def list_customer_grants(
@@ -106,7 +111,10 @@ def list_customer_grants(
 
 
 @router.get(
-    "/api/v1/grants", response_model=list[GrantV1] | Page[GrantV1], response_model_exclude_none=True
+    "/api/v1/grants",
+    dependencies=[READ],
+    response_model=list[GrantV1] | Page[GrantV1],
+    response_model_exclude_none=True,
 )
 def list_all_grants_v1(
     context: Context,
@@ -128,7 +136,7 @@ def list_all_grants_v1(
     return shape.wrap([GrantV1.of(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v2/grants", response_model_exclude_none=True)
+@router.get("/api/v2/grants", dependencies=[READ], response_model_exclude_none=True)
 def list_all_grants_v2(
     context: Context,
     shape: V2List,
@@ -149,7 +157,7 @@ def list_all_grants_v2(
     return shape.paginated([GrantV2.of(view) for view in result.items], result.total_count)
 
 
-@router.delete("/api/v1/grants/{grantId}", status_code=204)
+@router.delete("/api/v1/grants/{grantId}", dependencies=[MANAGE], status_code=204)
 def void_grant(
     context: Context,
     grant_id: Annotated[str, Path(alias="grantId")],
