@@ -18,14 +18,13 @@ from allotment.api.json_body import JsonLimits
 from allotment.api.openapi import build_openapi
 from allotment.api.rate_limits import RateLimits
 from allotment.api.routes import ROUTERS, health
+from allotment.api.routing import Guard
 from allotment.api.schemas.events import IngestLimits
 from allotment.services.caches import ServiceCaches
-from allotment.api.routing import Guard
 from allotment.services.context import ServiceContext
 from allotment.services.maintenance import MaintenanceWorker
 from allotment.settings import Settings
 from allotment.storage import Database
-
 
 # Declared for the OpenAPI document (so docs and generated clients know to send a Bearer token);
 # the check itself is `allotment.api.routing.authenticate`, run before the body is read.

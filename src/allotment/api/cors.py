@@ -45,7 +45,7 @@ class Cors(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code == 200:
             return response
-        reason = response.body.decode().removeprefix("Disallowed CORS ")
+        reason = bytes(response.body).decode().removeprefix("Disallowed CORS ")
         return _refused(dict(response.headers), f"{reason} not allowed")
 
 

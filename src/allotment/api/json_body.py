@@ -78,7 +78,8 @@ def loads(body: bytes, limits: JsonLimits) -> Any:
             body, object_pairs_hook=_object, parse_constant=_constant, parse_float=_number
         )
     except _Refused as refused:
-        raise InvalidInput(refused.message, errors=[_error("body", refused.message, refused.code)])
+        errors = [_error("body", refused.message, refused.code)]
+        raise InvalidInput(refused.message, errors=errors) from None
     except RecursionError:
         raise _too_deep("body", limits) from None
     except json.JSONDecodeError as error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -123,7 +123,7 @@ async def _allotment_error(request: Request, exc: Exception) -> Response:
         # One line per refused request, no traceback: an outage must not flood the log.
         logger.warning(
             "database unavailable",
-            extra={"reason": exc.reason, "route": _route_of(request)} | _ids(request),
+            extra={"reason": exc.reason, "route": _route_of(request), **_ids(request)},
         )
     return problem_response(
         request, status, exc.message, errors=exc.errors, extensions=extensions, headers=headers
@@ -160,14 +160,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in leaf_routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
             methods.update(getattr(route, "methods", None) or ())
     if "GET" in methods:
         methods.add("HEAD")
-    methods.add("OPTIONS")
     return sorted(methods)
+
+
+def leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, also those of included routers (FastAPI keeps those as one entry each)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from leaf_routes(included.routes)
+        else:
+            yield route
 
 
 def _route_of(request: Request) -> str:
@@ -182,7 +191,7 @@ def _ids(request: Request) -> dict[str, str | None]:
     return {"request_id": info.request_id, "key_id": info.key_id}
 
 
-def log_unexpected(error: Exception, scope: Mapping[str, Any]) -> None:
+def log_unexpected(error: Exception, scope: MutableMapping[str, Any]) -> None:
     """One line for an exception nothing handled (the edge middleware answers it with a 500).
 
     Its message and the traceback's locals may hold what the client sent, or SQL parameters:

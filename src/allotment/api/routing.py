@@ -17,12 +17,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Depends, Request, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope
 
+from allotment import logs
 from allotment.api import json_body
 from allotment.api.rate_limits import RateLimits
 from allotment.api.request_info import API_KEY, JSON_DOCUMENT, request_info
@@ -148,14 +150,43 @@ class ApiRoute(APIRoute):
         handler = super().get_route_handler()
         action = self.action
         takes_json = self.body_field is not None
+        operation = self.name
 
         async def guarded(request: Request) -> Response:
-            await authenticate(request, action)
+            key = await authenticate(request, action)
             if takes_json and _is_json(request.headers.get("content-type")):
                 request = await _parse_body(request)
-            return await handler(request)
+            response = await handler(request)
+            if action is Action.MANAGE and response.status_code < 400:
+                _audit(request, response, operation, key)
+            return response
 
         return guarded
+
+
+def _audit(request: Request, response: Response, operation: str, key: ApiKey) -> None:
+    """The audit line of an admin change: what, by which key, on which ids (the path's, which
+    named existing entities since the change succeeded, and the created one's)."""
+    created: str | None = None
+    body = getattr(response, "body", b"")
+    if body[:1] == b"{" and b'"id"' in body:
+        try:
+            created = orjson.loads(body).get("id")
+        except orjson.JSONDecodeError:
+            created = None
+    info = request_info(request.scope)
+    route = request.scope.get("route")
+    logs.audit(
+        operation,
+        method=request.method,
+        route=getattr(route, "path", None),
+        status=response.status_code,
+        key_id=key.id,
+        request_id=info.request_id if info else None,
+        target=dict(request.path_params),
+        id=created,
+        replayed=response.headers.get("idempotent-replayed") == "true",
+    )
 
 
 async def _parse_body(request: Request) -> Request:

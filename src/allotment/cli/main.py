@@ -84,6 +84,7 @@ def serve(
     import uvicorn
 
     from allotment.api.app import create_app
+    from allotment.api.server import serve as serve_http
     from allotment.services import api_keys
     from allotment.storage.migrations import upgrade
 
@@ -97,11 +98,11 @@ def serve(
         typer.echo(f"\n    {secret}\n")
         typer.echo(f"  export ALLOTMENT_API_KEY={secret}\n")
     if workers == 1:
-        uvicorn.run(
+        serve_http(
             create_app(settings, context=STATE.context),
+            settings,
             host=host or settings.host,
             port=port or settings.port,
-            log_level="info",
         )
         return
     # Each worker is a fresh process that builds its own app (and database pool) from the
@@ -116,6 +117,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        host=host or settings.host,
+        port=port or settings.port,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from allotment import logs
 from allotment.domain.api_keys import Action, ApiKey, Scope, scope_allows
 from allotment.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from allotment.ids import new_id
@@ -39,6 +40,7 @@ def create_key(context: ServiceContext, scope: str, name: str | None = None) -> 
     with context.database.unit_of_work(write=True) as uow:
         uow.api_keys.add(key, hash_secret(secret))
         uow.commit()
+    logs.audit("create_api_key", id=key.id, scope=key.scope.value)
     return key, secret
 
 
@@ -62,6 +64,7 @@ def revoke_key(context: ServiceContext, id_or_prefix: str) -> ApiKey:
         uow.api_keys.revoke(matches[0].id, context.clock())
         uow.commit()
     context.caches.forget_api_keys()
+    logs.audit("revoke_api_key", id=matches[0].id, scope=matches[0].scope.value)
     return matches[0]
 
 

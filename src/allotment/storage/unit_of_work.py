@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.events import EventRepository
     from allotment.storage.repositories.features import FeatureRepository
     from allotment.storage.repositories.grants import GrantRepository
+    from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.usage import UsageRepository
@@ -215,3 +216,9 @@ class UnitOfWork:
         from allotment.storage.repositories.grants import GrantRepository
 
         return GrantRepository(self.connection)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        from allotment.storage.repositories.idempotency import IdempotencyRepository
+
+        return IdempotencyRepository(self.connection)

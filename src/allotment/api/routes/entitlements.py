@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
+from allotment.api import idempotency, metrics
 from allotment.api.deps import Context
-from allotment.api.routing import ApiRoute, MANAGE, READ
 from allotment.api.routes.customers import CustomerIdOrKey
 from allotment.api.routes.subjects import SubjectIdOrKey
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import ExactJSONResponse, Page, UtcDateTime
 from allotment.api.schemas.entitlements import (
     CustomerAccessOut,
@@ -42,6 +43,8 @@ from allotment.services import (
     entitlements,
 )
 from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectOwner
+from allotment.services.entitlements import EntitlementView
+from allotment.services.idempotency import IdempotencyClaim
 
 router = APIRouter(route_class=ApiRoute, tags=["entitlements"])
 
@@ -167,17 +170,28 @@ def delete_subject_entitlement(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
     dependencies=[MANAGE],
     status_code=201,
+    response_model=EntitlementV1,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def override_subject_entitlement(
+    request: Request,
     context: Context,
     owner: BySubject,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreate,
-) -> EntitlementV1:
+) -> Any:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
-    return entitlement_v1(view)
+    claim: IdempotencyClaim[EntitlementView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, entitlement_v1(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: entitlements.override_entitlement(
+            context, owner, entitlement, body.to_request(), claim
+        ),
+        entitlement_v1,
+    )
 
 
 @router.get(
@@ -191,6 +205,7 @@ def subject_entitlement_value(
 ) -> Response:
     """`hasAccess: false` for a feature the subject has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
@@ -209,11 +224,16 @@ def subject_entitlement_history(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset",
     dependencies=[MANAGE],
     status_code=204,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def reset_subject_entitlement(
-    context: Context, owner: BySubject, entitlement: EntitlementId, body: ResetInput = None
+    request: Request,
+    context: Context,
+    owner: BySubject,
+    entitlement: EntitlementId,
+    body: ResetInput = None,
 ) -> Response:
-    return _reset(context, owner, entitlement, body)
+    return _reset(request, context, owner, entitlement, body)
 
 
 # -- v2: customer-keyed -----------------------------------------------------------------------
@@ -283,17 +303,28 @@ def delete_customer_entitlement(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
     dependencies=[MANAGE],
     status_code=201,
+    response_model=EntitlementV2,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def override_customer_entitlement(
+    request: Request,
     context: Context,
     owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreateV2,
-) -> EntitlementV2:
+) -> Any:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
-    return entitlement_v2(view)
+    claim: IdempotencyClaim[EntitlementView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, entitlement_v2(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: entitlements.override_entitlement(
+            context, owner, entitlement, body.to_request(), claim
+        ),
+        entitlement_v2,
+    )
 
 
 @router.get(
@@ -307,6 +338,7 @@ def customer_entitlement_value(
 ) -> Response:
     """`hasAccess: false` for a feature the customer has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=True))
 
 
@@ -325,14 +357,16 @@ def customer_entitlement_history(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/reset",
     dependencies=[MANAGE],
     status_code=204,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def reset_customer_entitlement(
+    request: Request,
     context: Context,
     owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: ResetInput = None,
 ) -> Response:
-    return _reset(context, owner, entitlement, body)
+    return _reset(request, context, owner, entitlement, body)
 
 
 # -- every customer ---------------------------------------------------------------------------
@@ -440,6 +474,7 @@ def customer_feature_value(
 ) -> Response:
     """`{"hasAccess": false}` when the customer has no entitlement for the feature."""
     value = entitlement_values.entitlement_value(context, owner, feature_key, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
@@ -466,14 +501,22 @@ def _delete(context: Context, owner: Owner, entitlement: str) -> Response:
     return Response(status_code=204)
 
 
-def _reset(context: Context, owner: Owner, entitlement: str, body: ResetBody | None) -> Response:
-    body = body or ResetBody()
-    entitlement_resets.reset_entitlement(
-        context,
-        owner,
-        entitlement,
-        effective_at=body.effective_at,
-        retain_anchor=bool(body.retain_anchor),
-        preserve_overage=body.preserve_overage,
+def _reset(
+    request: Request, context: Context, owner: Owner, entitlement: str, body: ResetBody | None
+) -> Response:
+    reset = body or ResetBody()
+    claim = idempotency.claim_of(request, idempotency.no_content)
+    result: Response = idempotency.answer(
+        claim,
+        lambda: entitlement_resets.reset_entitlement(
+            context,
+            owner,
+            entitlement,
+            effective_at=reset.effective_at,
+            retain_anchor=bool(reset.retain_anchor),
+            preserve_overage=reset.preserve_overage,
+            idempotency_claim=claim,
+        ),
+        lambda _: Response(status_code=204),
     )
-    return Response(status_code=204)
+    return result

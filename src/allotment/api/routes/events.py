@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from allotment.api.deps import Context
-from allotment.api.routing import ApiRoute, INGEST, READ
+from allotment.api.routing import INGEST, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import (
     IngestedEvent,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from allotment.api.deps import Context
-from allotment.api.routing import ApiRoute, MANAGE, READ
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import Page
 from allotment.api.schemas.features import FeatureCreateBody, FeatureResponse
 from allotment.api.schemas.query_params import LegacyList

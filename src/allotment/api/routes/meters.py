@@ -10,9 +10,9 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
-from allotment.api.routing import ApiRoute, MANAGE, READ
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
-from allotment.api.schemas.events import dumps, reject_nul_in_body
+from allotment.api.schemas.events import reject_nul_in_body
 from allotment.api.schemas.meters import (
     MeterCreate,
     MeterQueryRequest,
@@ -20,7 +20,7 @@ from allotment.api.schemas.meters import (
     MeterResource,
     MeterUpdate,
     query_result_to_csv,
-    query_result_to_wire,
+    query_result_to_json,
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
 from allotment.domain.listing import SortOrder
@@ -210,7 +210,7 @@ def _query_response(
             media_type="text/csv",
             headers={"Content-Disposition": f"attachment; filename={result.meter.slug}.csv"},
         )
-    return Response(content=dumps(query_result_to_wire(result)), media_type="application/json")
+    return Response(content=query_result_to_json(result), media_type="application/json")
 
 
 # Read from the raw query string (deepObject), so declared here for the OpenAPI document.

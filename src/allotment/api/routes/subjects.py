@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Response
 
 from allotment.api.deps import Context
-from allotment.api.routing import ApiRoute, MANAGE, READ
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.subjects import SubjectResponse, SubjectUpsertBody
 from allotment.services import subjects
 

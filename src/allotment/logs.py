@@ -1,0 +1,64 @@
+"""Process logging for `allotment serve`: one JSON object per line on stderr (python-json-logger
+with orjson), or plain text with `ALLOTMENT_LOG_FORMAT=text`.
+
+Loggers and what they write:
+- `allotment.access`: one line per request: request_id, method, route (the template, never the
+  path), status, duration_ms, key_id, client;
+- `allotment.audit`: one line per change an admin makes (keys, meters, features, customers,
+  subjects, entitlements, grants, resets, voids, overrides): action, route, status, key_id,
+  request_id, target (the ids the path named) and id (the created resource's);
+- `allotment.api`: database unavailable (reason, route), unhandled errors (type and stack,
+  never the message);
+- `uvicorn.error`: the server's start and stop.
+Nothing a client sent (bodies, query strings, headers) and no key material is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from allotment.settings import Settings
+
+audit_logger = logging.getLogger("allotment.audit")
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def audit(action: str, **fields: Any) -> None:
+    """One audit line; `fields` are ids and codes chosen by the caller, never request content."""
+    audit_logger.info(action, extra={"action": action, **fields})
+
+
+def configure(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(
+            OrjsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # uvicorn's own loggers go through the root handler; its access log is replaced by ours.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """Tells uvicorn to leave logging as `configure` set it."""
+    return {"version": 1, "disable_existing_loggers": False}
