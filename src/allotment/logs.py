@@ -19,6 +19,7 @@ import logging
 import sys
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from allotment.settings import Settings
@@ -33,17 +34,20 @@ def audit(action: str, **fields: Any) -> None:
     audit_logger.info(action, extra={"action": action, **fields})
 
 
+def json_formatter() -> logging.Formatter:
+    return OrjsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+    )
+
+
 def configure(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(
-            OrjsonFormatter(
-                "{levelname}{name}{message}",
-                style="{",
-                rename_fields={"levelname": "level", "name": "logger"},
-                timestamp="time",
-            )
-        )
+        handler.setFormatter(json_formatter())
     else:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     root = logging.getLogger()

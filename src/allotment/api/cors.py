@@ -21,7 +21,11 @@ EXPOSED_HEADERS = ("X-Request-Id", "Retry-After", "Idempotent-Replayed", "Locati
 
 
 def _refused(headers: dict[str, str], reason: str) -> Response:
-    headers = {k: v for k, v in headers.items() if not k.lower().startswith("access-control")}
+    headers = {
+        name: value
+        for name, value in headers.items()
+        if not name.lower().startswith(("access-control", "content-"))
+    }
     return Response(
         problem_body(403, f"cross-origin request refused: {reason}", "preflight"),
         status_code=403,

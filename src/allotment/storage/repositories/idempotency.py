@@ -45,8 +45,10 @@ class IdempotencyRepository(Repository):
                 created_at=at,
             )
             .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
         )
-        return self.connection.execute(statement).rowcount == 1
+        # RETURNING, not rowcount: SQLAlchemy reports -1 for this statement on psycopg.
+        return self.connection.execute(statement).first() is not None
 
     def delete_older_than(self, before: datetime) -> None:
         self.connection.execute(
