@@ -52,7 +52,9 @@ def configure(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     root = logging.getLogger()
     for existing in list(root.handlers):
-        root.removeHandler(existing)
+        if getattr(existing, "allotment", False):
+            root.removeHandler(existing)
+    handler.allotment = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     # uvicorn's own loggers go through the root handler; its access log is replaced by ours.

@@ -131,20 +131,18 @@ def protocol_for(settings: Settings) -> type[GuardedHttpToolsProtocol]:
     )
 
 
-def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=protocol_for(settings),
-        timeout_keep_alive=max(1, round(settings.keep_alive_timeout_seconds)),
-        access_log=False,
-        server_header=False,
-        log_config=logs.uvicorn_log_config(),
-        log_level=settings.log_level,
-    )
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for `allotment serve` (also usable with uvicorn.Config)."""
+    return {
+        "http": protocol_for(settings),
+        "timeout_keep_alive": max(1, round(settings.keep_alive_timeout_seconds)),
+        "access_log": False,
+        "server_header": False,
+        "log_config": logs.uvicorn_log_config(),
+        "log_level": settings.log_level,
+    }
 
 
 def serve(app: Any, settings: Settings, *, host: str, port: int) -> None:
     logs.configure(settings)
-    uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
+    uvicorn.run(app, host=host, port=port, **server_options(settings))

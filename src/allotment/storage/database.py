@@ -140,7 +140,7 @@ class Database:
         caller bounds how long it waits."""
         refusal = self.last_write_refusal
         if refusal is not None and time.monotonic() - refusal[0] < WRITE_FAILURE_MEMORY_SECONDS:
-            return f"writes are failing: {refusal[1].replace('_', ' ')}"
+            return f"writes are failing: {_MESSAGES[refusal[1]].split(';')[0]}"
         try:
             with self.engine.connect() as connection:
                 if self.dialect == "postgresql":
