@@ -3,6 +3,7 @@ start, freeze and thaw without touching the shared server other tests use."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -37,8 +38,18 @@ class ThrowawayPostgres:
         os.chmod(self.root, 0o777)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
 
     @property
     def url(self) -> str:
@@ -54,11 +65,22 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c max_connections=60"
+            # Durable as in production: a test that kills the server checks what survives.
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=60"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"),
-                  "-w", "-t", "30", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self.thaw()
@@ -83,16 +105,12 @@ class ThrowawayPostgres:
 
     def _signal(self, number: int) -> None:
         for pid in self._pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):  # a backend that just exited
                 os.kill(pid, number)
-            except ProcessLookupError:  # a backend that just exited
-                pass
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             self.stop("immediate")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

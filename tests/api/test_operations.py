@@ -1,4 +1,5 @@
-"""Issue 12, items 12 to 15: metrics, structured logs and audit lines, abuse limits, HTTP hygiene."""
+"""Issue 12, items 12 to 15: metrics, structured logs and audit lines, abuse limits, HTTP
+hygiene."""
 
 from __future__ import annotations
 
