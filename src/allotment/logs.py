@@ -58,11 +58,21 @@ def configure(settings: Settings) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     # uvicorn's own loggers go through the root handler; its access log is replaced by ours.
-    for name in ("uvicorn", "uvicorn.error"):
+    for name in ("uvicorn", "uvicorn.error", audit_logger.name):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def configure_audit_only(settings: Settings) -> None:
+    """For CLI commands: audit lines (key changes) on stderr, nothing else."""
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = json_formatter() if settings.log_format == "json" else None
+    handler.setFormatter(formatter or logging.Formatter(_TEXT_FORMAT))
+    audit_logger.handlers[:] = [handler]
+    audit_logger.setLevel(logging.INFO)
+    audit_logger.propagate = False
 
 
 def uvicorn_log_config() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from allotment import logs
 from allotment.cli import access, customers, entitlements, features, grants, keys, meters
 from allotment.cli.state import STATE
 from allotment.settings import Settings
@@ -36,6 +37,7 @@ def main(
     ] = None,
 ) -> None:
     STATE.settings = Settings(database_url=database_url) if database_url else Settings()
+    logs.configure_audit_only(STATE.settings)
 
 
 @app.command()
