@@ -68,6 +68,15 @@ def revoke_key(context: ServiceContext, id_or_prefix: str) -> ApiKey:
     return matches[0]
 
 
+def authenticate_from_cache(context: ServiceContext, secret: str, action: Action) -> ApiKey | None:
+    """`authenticate` without I/O: the key when this process checked it recently (raising as
+    `authenticate` does when it may not perform `action`), else None (ask `authenticate`)."""
+    key = context.caches.api_key(hash_secret(secret))
+    if key is not None and not scope_allows(key.scope, action):
+        raise Forbidden(f"a key with scope '{key.scope.value}' may not {action.value}")
+    return key
+
+
 def authenticate(context: ServiceContext, secret: str | None, action: Action) -> ApiKey:
     """The key behind a Bearer token, if it may perform `action`."""
     if not secret:
