@@ -120,9 +120,10 @@ async def authenticate(request: Request, action: Action) -> ApiKey:
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         # A key this process checked recently needs no database, so no worker thread either.
         cached = api_keys.authenticate_from_cache(guard.context, secret, action)
-        key: ApiKey = cached or await run_in_threadpool(
-            api_keys.authenticate, guard.context, secret, action
-        )
+        if cached is not None:
+            key = cached
+        else:
+            key = await run_in_threadpool(api_keys.authenticate, guard.context, secret, action)
     except Unauthenticated:
         guard.rate_limits.authentication_failed(client)
         raise
