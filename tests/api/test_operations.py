@@ -75,12 +75,16 @@ def test_metrics_count_requests_latency_access_checks_and_pool(client: TestClien
     assert not any("12345" in str(labels) for (_name, labels) in _samples(client))
 
 
-def test_ingest_metrics_hooks_count(client: TestClient) -> None:
+def test_ingest_metrics_count_events(client: TestClient) -> None:
     from allotment.api import metrics
 
     before = _samples(client)
-    metrics.record_events_ingested(3)
-    metrics.record_events_rejected(2, "invalid")
+    batch = [cloud_event(f"m{index}") for index in range(3)]
+    response = client.post(
+        "/api/v1/events", json=batch, headers={"Content-Type": "application/cloudevents-batch+json"}
+    )
+    assert response.status_code == 204
+    metrics.record_events_rejected(2, "invalid")  # the hook the ingest parser calls
     after = _samples(client)
     ingested = "allotment_events_ingested_total"
     assert _value(after, ingested) - _value(before, ingested) == 3

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from allotment.api import metrics
 from allotment.api.deps import Context
 from allotment.api.routing import INGEST, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
@@ -31,6 +32,7 @@ def _ingest(
 ) -> None:
     parsed = parse_events(body, content_type, limits)
     events_service.ingest(context, parsed.events, parsed.data_texts)
+    metrics.record_events_ingested(len(parsed.events))
 
 
 @router.post(
