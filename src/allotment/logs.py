@@ -15,7 +15,10 @@ Nothing a client sent (bodies, query strings, headers) and no key material is ev
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 from typing import Any
 
@@ -44,12 +47,25 @@ def json_formatter() -> logging.Formatter:
     )
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """JSON (or text) lines on stderr, formatted and written by a thread of their own: a request
+    only queues its record (microseconds), it never waits for the formatting or the write."""
+    global _listener
+    output = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(json_formatter())
+        output.setFormatter(json_formatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        output.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    if _listener is not None:
+        _listener.stop()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, output)
+    _listener.start()
+    atexit.register(_listener.stop)
+    handler = logging.handlers.QueueHandler(records)
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "allotment", False):
