@@ -50,6 +50,13 @@ def json_formatter() -> logging.Formatter:
 _listener: logging.handlers.QueueListener | None = None
 
 
+def _stop_listener() -> None:
+    """Writes what is still queued, then ends the thread (at exit, or on reconfiguring)."""
+    # QueueListener has no public "running" flag; stopping it twice fails.
+    if _listener is not None and _listener._thread is not None:
+        _listener.stop()
+
+
 def configure(settings: Settings) -> None:
     """JSON (or text) lines on stderr, formatted and written by a thread of their own: a request
     only queues its record (microseconds), it never waits for the formatting or the write."""
@@ -59,12 +66,13 @@ def configure(settings: Settings) -> None:
         output.setFormatter(json_formatter())
     else:
         output.setFormatter(logging.Formatter(_TEXT_FORMAT))
-    if _listener is not None:
-        _listener.stop()
+    if _listener is None:
+        atexit.register(_stop_listener)
+    else:
+        _stop_listener()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, output)
     _listener.start()
-    atexit.register(_listener.stop)
     handler = logging.handlers.QueueHandler(records)
     root = logging.getLogger()
     for existing in list(root.handlers):
