@@ -1,5 +1,5 @@
-"""Process logging for `allotment serve`: one JSON object per line on stderr (python-json-logger
-with orjson), or plain text with `ALLOTMENT_LOG_FORMAT=text`.
+"""Process logging for `allotment serve` (`log_config`, applied by uvicorn): one JSON object per
+line on stderr (python-json-logger with orjson), or plain text with `ALLOTMENT_LOG_FORMAT=text`.
 
 Loggers and what they write:
 - `allotment.access`: one line per request: request_id, method, route (the template, never the
@@ -9,6 +9,8 @@ Loggers and what they write:
   request_id, target (the ids the path named) and id (the created resource's);
 - `allotment.api`: database unavailable (reason, route), unhandled errors (type and stack,
   never the message);
+- `allotment.services.maintenance`: the background worker pausing while the database is
+  unavailable and resuming, or a step failing (type and stack);
 - `uvicorn.error`: the server's start and stop.
 Nothing a client sent (bodies, query strings, headers) and no key material is ever logged.
 """
@@ -20,6 +22,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import traceback
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -30,6 +33,16 @@ from allotment.settings import Settings
 audit_logger = logging.getLogger("allotment.audit")
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def exception_fields(error: BaseException) -> dict[str, Any]:
+    """What a log line may say about an exception: its type and where it was raised. Never its
+    message, which may hold what a client sent, or SQL parameters."""
+    frames = [
+        f"{frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(error.__traceback__)[-12:]
+    ]
+    return {"error": type(error).__name__, "stack": frames}
 
 
 def audit(action: str, **fields: Any) -> None:
@@ -47,58 +60,67 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-_listener: logging.handlers.QueueListener | None = None
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
-def _stop_listener() -> None:
-    """Writes what is still queued, then ends the thread (at exit, or on reconfiguring)."""
-    # QueueListener has no public "running" flag; stopping it twice fails.
-    if _listener is not None and _listener._thread is not None:
-        _listener.stop()
+_listeners: list[logging.handlers.QueueListener] = []
 
 
-def configure(settings: Settings) -> None:
-    """JSON (or text) lines on stderr, formatted and written by a thread of their own: a request
-    only queues its record (microseconds), it never waits for the formatting or the write."""
-    global _listener
-    output = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        output.setFormatter(json_formatter())
-    else:
-        output.setFormatter(logging.Formatter(_TEXT_FORMAT))
-    if _listener is None:
-        atexit.register(_stop_listener)
-    else:
-        _stop_listener()
+def background_handler(log_format: str = "json") -> logging.Handler:
+    """A handler that only queues records: a thread of its own formats them (JSON or text) and
+    writes them to stderr, so a request never waits for the formatting or the write."""
+    output = _Stderr()
+    output.setFormatter(
+        json_formatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+    )
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = logging.handlers.QueueListener(records, output)
-    _listener.start()
-    handler = logging.handlers.QueueHandler(records)
-    root = logging.getLogger()
-    for existing in list(root.handlers):
-        if getattr(existing, "allotment", False):
-            root.removeHandler(existing)
-    handler.allotment = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
-    # uvicorn's own loggers go through the root handler; its access log is replaced by ours.
-    for name in ("uvicorn", "uvicorn.error", audit_logger.name):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
+    listener = logging.handlers.QueueListener(records, output)
+    listener.start()
+    if not _listeners:
+        atexit.register(_stop_listeners)
+    _listeners.append(listener)
+    return logging.handlers.QueueHandler(records)
+
+
+def _stop_listeners() -> None:
+    """Writes what is still queued, then ends the threads."""
+    while _listeners:
+        _listeners.pop().stop()
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """The process's logging, as `logging.config.dictConfig` takes it (uvicorn applies it when
+    `allotment serve` starts): every logger through one background handler; uvicorn's access log
+    off, as ours replaces it."""
+    passthrough = {"handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"background": {"()": background_handler, "log_format": settings.log_format}},
+        "root": {"handlers": ["background"], "level": settings.log_level.upper()},
+        "loggers": {
+            "uvicorn": passthrough,
+            "uvicorn.error": passthrough,
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            audit_logger.name: {**passthrough, "level": "INFO"},
+        },
+    }
 
 
 def configure_audit_only(settings: Settings) -> None:
     """For CLI commands: audit lines (key changes) on stderr, nothing else."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     formatter = json_formatter() if settings.log_format == "json" else None
     handler.setFormatter(formatter or logging.Formatter(_TEXT_FORMAT))
     audit_logger.handlers[:] = [handler]
     audit_logger.setLevel(logging.INFO)
     audit_logger.propagate = False
-
-
-def uvicorn_log_config() -> dict[str, Any]:
-    """Tells uvicorn to leave logging as `configure` set it."""
-    return {"version": 1, "disable_existing_loggers": False}

@@ -7,7 +7,6 @@ Body shape follows OpenMeter: `type`, `title`, `status`, `detail`, `instance`, a
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from allotment import logs
 from allotment.api import metrics
 from allotment.api.request_info import request_info
 from allotment.errors import (
@@ -192,22 +192,15 @@ def _ids(request: Request) -> dict[str, str | None]:
 
 
 def log_unexpected(error: Exception, scope: MutableMapping[str, Any]) -> None:
-    """One line for an exception nothing handled (the edge middleware answers it with a 500).
-
-    Its message and the traceback's locals may hold what the client sent, or SQL parameters:
-    the line has the type and where it was raised, never the message."""
-    frames = [
-        f"{frame.filename}:{frame.lineno} in {frame.name}"
-        for frame in traceback.extract_tb(error.__traceback__)[-12:]
-    ]
+    """One line for an exception nothing handled (the edge middleware answers it with a 500),
+    with the exception's type and stack but never its message (see logs.exception_fields)."""
     info = request_info(scope)
     route = scope.get("route")
     logger.error(
         "unhandled error",
         extra={
-            "error": type(error).__name__,
+            **logs.exception_fields(error),
             "route": getattr(route, "path", None) or "unmatched",
-            "stack": frames,
             "request_id": info.request_id if info else None,
             "key_id": info.key_id if info else None,
         },

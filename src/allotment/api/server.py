@@ -138,11 +138,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": max(1, round(settings.keep_alive_timeout_seconds)),
         "access_log": False,
         "server_header": False,
-        "log_config": logs.uvicorn_log_config(),
+        "log_config": logs.log_config(settings),
         "log_level": settings.log_level,
     }
 
 
 def serve(app: Any, settings: Settings, *, host: str, port: int) -> None:
-    logs.configure(settings)
     uvicorn.run(app, host=host, port=port, **server_options(settings))
