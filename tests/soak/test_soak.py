@@ -81,7 +81,9 @@ class Server:
                 stdout=log,
                 stderr=log,
             )
-        assert wait_until(self._healthy, 30), self.log_path.read_text()[-2000:]
+        if not wait_until(self._healthy, 60):
+            self.kill()
+            raise AssertionError(f"the server did not start: {self.log_path.read_text()[-2000:]}")
 
     def _healthy(self) -> bool:
         try:
@@ -92,7 +94,7 @@ class Server:
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self.process.wait(timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
