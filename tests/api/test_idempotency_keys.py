@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from allotment.api.app import create_app
 from allotment.services.context import ServiceContext
+from allotment.storage import Database
 from tests.api.helpers import MONTHLY, setup_catalogue
 from tests.api.problems import fields_of, problem
 from tests.conftest import SettableClock
@@ -131,9 +132,16 @@ def test_void_reset_and_override_replay(metered: TestClient, clock: SettableCloc
 def test_a_key_works_across_app_instances_and_concurrent_retries(
     metered: TestClient, context: ServiceContext, admin_key: str
 ) -> None:
-    # Two apps over one database stand for two worker processes; eight clients send the same
-    # request with the same key at once, as a client library retrying after timeouts would.
-    apps = [create_app(context=context) for _ in range(2)]
+    # Two apps, each with its own connection pool, stand for two worker processes; eight
+    # clients send the same request with the same key at once, as a retrying client would.
+    apps = [
+        create_app(
+            context=ServiceContext(
+                database=Database(context.database.url, pool_size=4), clock=context.clock
+            )
+        )
+        for _ in range(2)
+    ]
     clients = [
         TestClient(app, headers={"Authorization": f"Bearer {admin_key}"}).__enter__()
         for app in apps
