@@ -23,6 +23,12 @@ from tests.api.helpers import MONTHLY, setup_catalogue
 from tests.api.problems import fields_of, problem
 
 
+def quiet(**settings: Any) -> Settings:
+    """Settings for an extra app over the test's database: no maintenance thread of its own,
+    which could still hold a connection when another app's exit disposes the shared pool."""
+    return Settings(maintenance_interval_seconds=0, **settings)
+
+
 class BodySpy:
     """Wraps an app and records every body chunk the app pulled from the client."""
 
@@ -54,7 +60,7 @@ def _body_routes(app: Any) -> Iterator[tuple[str, str]]:
 def test_every_route_authenticates_before_reading_the_body(context: ServiceContext) -> None:
     # Defect 2: FastAPI parsed the body before the key dependency ran, so an anonymous client
     # could make the server parse any amount of JSON (answered 400 for broken JSON, not 401).
-    spy = BodySpy(create_app(Settings(rate_limit_auth_failures=""), context=context))
+    spy = BodySpy(create_app(quiet(rate_limit_auth_failures=""), context=context))
     routes = list(_body_routes(spy.app))
     assert len(routes) >= 20 and ("POST", "/api/v1/events") in routes
     garbage = b"[" * 100_000
@@ -71,7 +77,7 @@ def test_every_route_authenticates_before_reading_the_body(context: ServiceConte
 def test_out_of_scope_key_is_refused_before_the_body(
     context: ServiceContext, read_key: str
 ) -> None:
-    spy = BodySpy(create_app(context=context))
+    spy = BodySpy(create_app(quiet(), context=context))
     with TestClient(spy, headers={"Authorization": f"Bearer {read_key}"}) as reader:
         response = reader.post(
             "/api/v1/customers", content=b"{" * 50_000, headers={"Content-Type": "application/json"}
@@ -81,7 +87,7 @@ def test_out_of_scope_key_is_refused_before_the_body(
 
 
 def _client(context: ServiceContext, admin_key: str, **settings: Any) -> TestClient:
-    app = create_app(Settings(**settings), context=context)
+    app = create_app(quiet(**settings), context=context)
     return TestClient(app, headers={"Authorization": f"Bearer {admin_key}"})
 
 
@@ -89,7 +95,7 @@ def test_a_declared_body_over_the_limit_is_413_unread(
     context: ServiceContext, admin_key: str
 ) -> None:
     # Defect 3: a 100 MB ingest body (and customer metadata) used to be stored.
-    spy = BodySpy(create_app(Settings(max_body_bytes=2_000), context=context))
+    spy = BodySpy(create_app(quiet(max_body_bytes=2_000), context=context))
     with TestClient(spy, headers={"Authorization": f"Bearer {admin_key}"}) as client:
         for path, kind in (
             ("/api/v1/events", "application/cloudevents-batch+json"),
@@ -273,7 +279,7 @@ def test_docs_page_loads_nothing_from_another_origin(anonymous_client: TestClien
 
 
 def test_docs_can_be_turned_off(context: ServiceContext) -> None:
-    with TestClient(create_app(Settings(docs_enabled=False), context=context)) as client:
+    with TestClient(create_app(quiet(docs_enabled=False), context=context)) as client:
         assert client.get("/api/v1/docs").status_code == 404
         assert client.get("/api/v1/openapi.json").status_code == 404
 
