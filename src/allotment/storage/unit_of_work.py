@@ -114,6 +114,12 @@ class UnitOfWork:
                 raise
         finally:
             self._release(connection)
+        # Statements SQLAlchemy runs are translated by the engine's handle_error hook; a driver
+        # call made directly on the connection (COPY) is not, so its error is translated here.
+        if isinstance(exc, Exception) and self._unavailable is not None:
+            translated = self._unavailable(exc)
+            if translated is not None and translated is not exc:
+                raise translated from None
 
     def _release(self, connection: Connection) -> None:
         if self._watch is not None and self._deadlines is not None:
