@@ -80,7 +80,7 @@ class Settings(BaseSettings):
 
     # -- abuse limits (429 + Retry-After); "N/second", "N/minute", ...; "" turns one off -------
     rate_limit_auth_failures: str = "20/minute"  # per client address
-    rate_limit_writes: str = "50/second"  # per API key: every write but ingest
+    rate_limit_writes: str = "200/second"  # per API key: every write but ingest
     rate_limit_ingest: str = "1000/second"  # per API key: POST /api/v1/events
 
     # -- browsers ----------------------------------------------------------------------------
