@@ -44,8 +44,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
     max_url_bytes = 8 * 1024
+    # Worker processes (`serve --workers`) get this class by name and read their settings from
+    # the environment once; a single process gets a subclass configured from its Settings.
+    configured = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not type(self).configured:
+            configure_protocol(type(self), Settings())
         super().__init__(*args, **kwargs)
         self._timer: asyncio.TimerHandle | None = None
         self._refusal: _Refused | None = None
@@ -119,22 +124,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def configure_protocol(protocol: type[GuardedHttpToolsProtocol], settings: Settings) -> None:
+    protocol.header_timeout = settings.header_read_timeout_seconds
+    protocol.body_timeout = settings.body_read_timeout_seconds
+    protocol.max_url_bytes = settings.max_url_bytes
+    protocol.configured = True
+
+
 def protocol_for(settings: Settings) -> type[GuardedHttpToolsProtocol]:
-    return type(
-        "ConfiguredHttpToolsProtocol",
-        (GuardedHttpToolsProtocol,),
-        {
-            "header_timeout": settings.header_read_timeout_seconds,
-            "body_timeout": settings.body_read_timeout_seconds,
-            "max_url_bytes": settings.max_url_bytes,
-        },
-    )
+    protocol = type("ConfiguredHttpToolsProtocol", (GuardedHttpToolsProtocol,), {})
+    configure_protocol(protocol, settings)
+    return protocol
 
 
-def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options for `allotment serve` (also usable with uvicorn.Config)."""
+def server_options(settings: Settings, *, workers: int = 1) -> dict[str, Any]:
+    """uvicorn's options for `allotment serve` (also usable with uvicorn.Config). With several
+    workers uvicorn starts fresh processes, which take the protocol class by name."""
     return {
-        "http": protocol_for(settings),
+        "http": protocol_for(settings) if workers == 1 else GuardedHttpToolsProtocol,
         "timeout_keep_alive": max(1, round(settings.keep_alive_timeout_seconds)),
         "access_log": False,
         "server_header": False,

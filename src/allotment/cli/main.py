@@ -87,6 +87,7 @@ def serve(
 
     from allotment.api.app import create_app
     from allotment.api.server import serve as serve_http
+    from allotment.api.server import server_options
     from allotment.services import api_keys
     from allotment.storage.migrations import upgrade
 
@@ -118,9 +119,7 @@ def serve(
         workers=workers,
         host=host or settings.host,
         port=port or settings.port,
-        log_level="info",
-        host=host or settings.host,
-        port=port or settings.port,
+        **server_options(settings, workers=workers),
     )
 
 
