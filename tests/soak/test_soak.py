@@ -348,7 +348,8 @@ def test_postgres_stopped_or_frozen_under_load(
     assert load.statuses.keys() <= {204, 503}, load.statuses
     assert load.missing_retry_after == 0
     assert worst_health[0] < 1.0
-    assert max(readiness_seconds) < 2.5
+    # The readiness timeout is 1.5 s; the rest is a loaded machine scheduling the probe.
+    assert max(readiness_seconds) < 3.0
     assert load.slowest_seconds < 8
     assert not any("Traceback" in line for line in lines)
     # One line per refused request, not a traceback each.
