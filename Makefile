@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test test-fast lint format migrate check-migrations bench bench-quick clean
+.PHONY: help setup serve test test-fast soak lint format migrate check-migrations bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -26,6 +26,11 @@ test: $(STAMP) ## Run every test (PostgreSQL tests need a server on 127.0.0.1:54
 
 test-fast: $(STAMP) ## Tests on SQLite only
 	$(BIN)/pytest -m "not postgres"
+
+soak: $(STAMP) ## Minutes of SIGKILL, database-down, hung-database and hostile-input tests; prints figures
+	rm -f /tmp/allotment-soak.txt
+	ALLOTMENT_SOAK=1 $(BIN)/pytest tests/soak -s -q
+	@cat /tmp/allotment-soak.txt
 
 lint: $(STAMP) ## ruff, formatting, mypy (strict on domain and services), import rules
 	$(BIN)/ruff check .

@@ -68,7 +68,31 @@ class PreconditionFailed(AllotmentError):
 
 
 class TooLarge(AllotmentError):
-    """The request is bigger than a documented limit allows (413)."""
+    """A body, list or field beyond a configured limit (413)."""
+
+
+class IdempotencyKeyReused(AllotmentError):
+    """An Idempotency-Key sent again with a different request (422)."""
+
+
+class RateLimited(AllotmentError):
+    """Too many requests from one key or address; try again after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str, *, retry_after: int, limit: str) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        self.limit = limit
+
+
+class Unavailable(AllotmentError):
+    """The database cannot serve the request now (down, hung, locked, full or read-only): not the
+    client's fault, worth a retry after `retry_after` seconds (503). `reason` is a short code
+    for logs and metrics; it never holds anything a client sent."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = max(1, retry_after)
 
 
 class Unauthenticated(AllotmentError):

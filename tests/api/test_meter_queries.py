@@ -471,18 +471,22 @@ def test_inputs_no_database_can_hold_are_refused(client: TestClient) -> None:
         assert problem_fields(subjects) == [field]
 
 
-def test_values_beyond_64_bits_count_and_values_outside_the_usage_domain_do_not(
+def test_values_beyond_64_bits_count_exactly_and_values_outside_the_usage_domain_do_not(
     client: TestClient,
 ) -> None:
     create_meter(client)
     ingest(
         client,
         ("2024-01-15T10:00:00Z", "big", {"tokens": 2**70}),
+        ("2024-01-15T10:00:00Z", "big", {"tokens": 2**70}),
         ("2024-01-15T10:00:00Z", "huge", {"tokens": "9e999"}),
         ("2024-01-15T10:00:00Z", "tiny", {"tokens": "1e-70"}),
     )
-    values = {r["subject"]: r["value"] for r in query(client, groupBy="subject")["data"]}
-    assert values == {"big": float(2**70)}
+    response = client.get("/api/v1/meters/tokens/query", params={"groupBy": "subject"})
+    # Every digit, as a JSON number: never rounded to a double (it was 2.3611832414348226e+21).
+    assert '"value":2361183241434822606848,' in response.text
+    values = {r["subject"]: r["value"] for r in response.json()["data"]}
+    assert values == {"big": 2 * 2**70}
     listed = client.get("/api/v1/events", params={"subject": "big"}).json()
     assert listed[0]["event"]["data"] == {"tokens": 2**70}
     assert "validationError" not in listed[0]

@@ -10,10 +10,15 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.security import HTTPBearer
 
 from allotment import __version__
-from allotment.api import problems
-from allotment.api.deps import authenticate, refuse_unstorable_parameters
+from allotment.api import docs, metrics, problems
+from allotment.api.cors import ClosedCors, Cors
+from allotment.api.deps import refuse_unstorable_parameters
+from allotment.api.edge import Edge
+from allotment.api.json_body import JsonLimits
 from allotment.api.openapi import build_openapi
+from allotment.api.rate_limits import RateLimits
 from allotment.api.routes import ROUTERS, health
+from allotment.api.routing import Guard
 from allotment.api.schemas.events import IngestLimits
 from allotment.dashboard import create_dashboard
 from allotment.services.caches import ServiceCaches
@@ -23,7 +28,7 @@ from allotment.settings import Settings
 from allotment.storage import Database
 
 # Declared for the OpenAPI document (so docs and generated clients know to send a Bearer token);
-# the check itself is `authenticate`, which also enforces the key's scope.
+# the check itself is `allotment.api.routing.authenticate`, run before the body is read.
 _bearer_scheme = HTTPBearer(auto_error=False, description="An Allotment API key")
 
 
@@ -33,9 +38,11 @@ def create_app(
     settings = settings or Settings()
     if context is None:
         context = ServiceContext(
-            database=Database(settings.database_url, pool_size=settings.pool_size),
+            database=Database(settings.database_url, options=settings.database_options()),
             caches=ServiceCaches(api_key_seconds=settings.api_key_cache_seconds),
         )
+
+    readiness = health.ReadinessProbe(context, settings.readiness_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -50,14 +57,15 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop()
+            readiness.close()
             context.database.dispose()
 
     app = FastAPI(
         title="Allotment",
         version=__version__,
         description="Usage metering and feature entitlements, wire-compatible with OpenMeter.",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -66,22 +74,35 @@ def create_app(
         batch_events_max=settings.max_batch_events,
         event_data_bytes_max=settings.max_event_data_bytes,
     )
+    app.state.settings = settings
+    app.state.readiness = readiness
+    app.state.guard = Guard(
+        context=context,
+        rate_limits=RateLimits(settings),
+        json_limits=JsonLimits.of(settings),
+    )
+    metrics.watch_database(context.database)
     problems.install(app)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(health.metrics_router)
+    if settings.docs_enabled:
+        app.include_router(docs.router)
 
-    api = APIRouter(
-        dependencies=[
-            Depends(_bearer_scheme),
-            Depends(authenticate),
-            Depends(refuse_unstorable_parameters),
-        ]
-    )
+    api = APIRouter(dependencies=[Depends(_bearer_scheme), Depends(refuse_unstorable_parameters)])
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     # The web dashboard: its own pages, sessions and error pages, over the same services.
     app.mount("/ui", create_dashboard(context))
+
+    # Outermost last: the edge sees every request and response, CORS answers preflights.
+    if settings.cors_allow_origins:
+        app.add_middleware(Cors, settings=settings)
+    else:
+        app.add_middleware(ClosedCors)
+    app.add_middleware(Edge, settings=settings)
     return app
 
 

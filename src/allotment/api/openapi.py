@@ -2,7 +2,9 @@
 
 FastAPI documents request-validation failures as 422 with its own error shape; Allotment answers
 them (as OpenMeter does) with 400 application/problem+json. Every /api route also answers 401 and
-403 problems for a missing or out-of-scope API key.
+403 problems for a missing or out-of-scope API key, 429 past a rate limit and 503 when the
+database cannot serve; routes with a path parameter 404, writes 409, bodies 413, and routes that
+take an Idempotency-Key 422 for a key reused with another request.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ _PROBLEM_RESPONSES = {
     "400": "Invalid input: the problem names each bad field",
     "401": "Missing, unknown or revoked API key",
     "403": "The API key's scope does not allow this operation",
+    "429": "Too many requests from this key (writes) or address (failed keys); see Retry-After",
+    "503": "The database cannot serve the request now; retry after Retry-After seconds",
 }
+_NOT_FOUND = "No resource has the id or key the path names"
+_CONFLICT = "The request collides with existing state (e.g. a key already in use)"
+_TOO_LARGE = "The body, a list or a field is larger than the server's limits"
+_REUSED_KEY = "The Idempotency-Key was already used with a different request"
+_WRITES = frozenset({"post", "put", "patch", "delete"})
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -96,13 +105,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             if not path.startswith("/api/"):
                 continue
             for status, description in _PROBLEM_RESPONSES.items():
                 responses.setdefault(status, _problem(description))
+            if "{" in path:
+                responses.setdefault("404", _problem(_NOT_FOUND))
+            if method in _WRITES and not path.endswith(("/query", "/events")):
+                responses.setdefault("409", _problem(_CONFLICT))
+            if "requestBody" in operation:
+                responses.setdefault("413", _problem(_TOO_LARGE))
+            parameters = operation.get("parameters", [])
+            if any(p.get("name") == "Idempotency-Key" for p in parameters):
+                responses.setdefault("422", _problem(_REUSED_KEY))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

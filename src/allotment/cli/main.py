@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from allotment import logs
 from allotment.cli import access, customers, entitlements, features, grants, keys, meters
 from allotment.cli.state import STATE
 from allotment.settings import Settings
@@ -36,6 +37,7 @@ def main(
     ] = None,
 ) -> None:
     STATE.settings = Settings(database_url=database_url) if database_url else Settings()
+    logs.configure_audit_only(STATE.settings)
 
 
 @app.command()
@@ -84,6 +86,8 @@ def serve(
     import uvicorn
 
     from allotment.api.app import create_app
+    from allotment.api.server import serve as serve_http
+    from allotment.api.server import server_options
     from allotment.services import api_keys
     from allotment.storage.migrations import upgrade
 
@@ -97,11 +101,11 @@ def serve(
         typer.echo(f"\n    {secret}\n")
         typer.echo(f"  export ALLOTMENT_API_KEY={secret}\n")
     if workers == 1:
-        uvicorn.run(
+        serve_http(
             create_app(settings, context=STATE.context),
+            settings,
             host=host or settings.host,
             port=port or settings.port,
-            log_level="info",
         )
         return
     # Each worker is a fresh process that builds its own app (and database pool) from the
@@ -115,7 +119,7 @@ def serve(
         workers=workers,
         host=host or settings.host,
         port=port or settings.port,
-        log_level="info",
+        **server_options(settings, workers=workers),
     )
 
 

@@ -16,7 +16,9 @@ class CliState:
 
     @cached_property
     def context(self) -> ServiceContext:
-        return ServiceContext(database=Database(self.settings.database_url))
+        return ServiceContext(
+            database=Database(self.settings.database_url, options=self.settings.database_options())
+        )
 
 
 STATE = CliState()

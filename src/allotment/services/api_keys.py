@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from allotment import logs
 from allotment.domain.api_keys import Action, ApiKey, Scope, scope_allows
 from allotment.domain.text import is_storable_text
 from allotment.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -40,6 +41,7 @@ def create_key(context: ServiceContext, scope: str, name: str | None = None) -> 
     with context.database.unit_of_work(write=True) as uow:
         uow.api_keys.add(key, hash_secret(secret))
         uow.commit()
+    logs.audit("create_api_key", id=key.id, scope=key.scope.value)
     return key, secret
 
 
@@ -63,7 +65,17 @@ def revoke_key(context: ServiceContext, id_or_prefix: str) -> ApiKey:
         uow.api_keys.revoke(matches[0].id, context.clock())
         uow.commit()
     context.caches.forget_api_keys()
+    logs.audit("revoke_api_key", id=matches[0].id, scope=matches[0].scope.value)
     return matches[0]
+
+
+def authenticate_from_cache(context: ServiceContext, secret: str, action: Action) -> ApiKey | None:
+    """`authenticate` without I/O: the key when this process checked it recently (raising as
+    `authenticate` does when it may not perform `action`), else None (ask `authenticate`)."""
+    key = context.caches.api_key(hash_secret(secret))
+    if key is not None and not scope_allows(key.scope, action):
+        raise Forbidden(f"a key with scope '{key.scope.value}' may not {action.value}")
+    return key
 
 
 def authenticate(context: ServiceContext, secret: str | None, action: Action) -> ApiKey:

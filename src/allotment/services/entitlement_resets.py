@@ -13,6 +13,7 @@ from allotment.domain.instants import checked_instant
 from allotment.domain.snapshots import Change, invalid_from
 from allotment.domain.usage_periods import ManualReset
 from allotment.ids import new_id
+from allotment.services import idempotency
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
     Owner,
@@ -32,6 +33,7 @@ def reset_entitlement(
     effective_at: datetime | None = None,
     retain_anchor: bool = False,
     preserve_overage: bool | None = None,
+    idempotency_claim: idempotency.IdempotencyClaim[None] | None = None,
 ) -> None:
     """Resets usage at `effective_at` (default now, floored to the minute).
 
@@ -43,6 +45,7 @@ def reset_entitlement(
     now = context.clock()
     requested = now if effective_at is None else checked_instant(effective_at, "effectiveAt")
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
         entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
         require_metered(entitlement, "have usage to reset")
@@ -60,6 +63,7 @@ def reset_entitlement(
         )
         uow.entitlements.add_reset(new_id(), entitlement.id, reset, now)
         uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.MANUAL_RESET, reset.at))
+        idempotency.remember(uow, idempotency_claim, None, now)
         uow.commit()
 
 

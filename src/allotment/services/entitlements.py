@@ -38,6 +38,7 @@ from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
 from allotment.domain.usage_periods import ManualReset
 from allotment.errors import ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
+from allotment.services import idempotency
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
     ENTITLEMENT_FIELD,
@@ -93,7 +94,11 @@ def create_entitlement(
 
 
 def override_entitlement(
-    context: ServiceContext, owner: Owner, id_or_feature_key: str, request: EntitlementRequest
+    context: ServiceContext,
+    owner: Owner,
+    id_or_feature_key: str,
+    request: EntitlementRequest,
+    idempotency_claim: idempotency.IdempotencyClaim[EntitlementView] | None = None,
 ) -> EntitlementView:
     """Ends the live entitlement and starts a new one for the same feature, atomically.
 
@@ -104,6 +109,7 @@ def override_entitlement(
     check_request(request)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
         old = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
         require_live(old, "only a live entitlement can be overridden")
@@ -135,8 +141,10 @@ def override_entitlement(
         uow.entitlements.add(entitlement)
         for grant in grants:
             uow.grants.add(grant)
+        view = _view(entitlement, owner_keys(customer), [], now)
+        idempotency.remember(uow, idempotency_claim, view, now)
         uow.commit()
-    return _view(entitlement, owner_keys(customer), [], now)
+    return view
 
 
 def delete_entitlement(context: ServiceContext, owner: Owner, id_or_feature_key: str) -> None:

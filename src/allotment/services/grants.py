@@ -24,6 +24,7 @@ from allotment.domain.snapshots import Change, invalid_from
 from allotment.domain.text import is_storable_text
 from allotment.errors import NotFound
 from allotment.ids import is_ulid, new_id
+from allotment.services import idempotency
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import (
     Owner,
@@ -51,6 +52,7 @@ def create_grant(
     id_or_feature_key: str,
     request: GrantRequest,
     defaults: GrantDefaults,
+    idempotency_claim: idempotency.IdempotencyClaim[GrantView] | None = None,
 ) -> GrantView:
     """Grants usage to a live metered entitlement (by id, or the live one for a feature key).
 
@@ -60,6 +62,7 @@ def create_grant(
     """
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
         entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
         period_start = _current_period_start(uow, entitlement, now)
@@ -75,11 +78,18 @@ def create_grant(
         uow.checkpoints.delete_from(
             entitlement.id, invalid_from(Change.GRANT_CREATED, grant.effective_at)
         )
+        view = view_of(grant, now)
+        idempotency.remember(uow, idempotency_claim, view, now)
         uow.commit()
-    return view_of(grant, now)
+    return view
 
 
-def void_grant(context: ServiceContext, grant_id: str, at: datetime | None = None) -> None:
+def void_grant(
+    context: ServiceContext,
+    grant_id: str,
+    at: datetime | None = None,
+    idempotency_claim: idempotency.IdempotencyClaim[None] | None = None,
+) -> None:
     """Voids the grant from `at` (default now, floored): from then on it has no balance, while
     what it covered before stays covered.
 
@@ -89,6 +99,7 @@ def void_grant(context: ServiceContext, grant_id: str, at: datetime | None = Non
     now = context.clock()
     requested = checked_instant(at, "at") if at is not None else now
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         found = _grant(uow, grant_id)
         entitlement = uow.entitlements.get(found.entitlement_id)
         assert entitlement is not None  # grants reference their entitlement
@@ -100,6 +111,7 @@ def void_grant(context: ServiceContext, grant_id: str, at: datetime | None = Non
         )
         uow.grants.void(grant.id, voided_at, now)
         uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.GRANT_VOIDED, voided_at))
+        idempotency.remember(uow, idempotency_claim, None, now)
         uow.commit()
 
 

@@ -1,4 +1,4 @@
-"""Readiness: is the database reachable and migrated?"""
+"""Readiness: does the database answer, take writes, and have the latest schema?"""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from allotment.storage.migrations import current_revision_of, head_revision
 
 
 def readiness_problem(context: ServiceContext) -> str | None:
-    """None when ready, else a short reason."""
+    """None when ready, else a short reason. Blocking: the caller bounds the wait."""
+    problem = context.database.readiness_problem()
+    if problem is not None:
+        return problem
     try:
         current = current_revision_of(context.database)
     except Exception as error:  # any driver error means "not reachable"

@@ -24,9 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from allotment import logs
 from allotment.domain.burn import initial_state, plan_usage_windows, run
 from allotment.domain.entitlements import Entitlement
 from allotment.domain.snapshots import DEFAULT_GRACE, checkpoint_instant, may_save
+from allotment.errors import Unavailable
 from allotment.services.context import ServiceContext
 from allotment.services.metered_inputs import checkpoint_start, metered_inputs, usage_in
 from allotment.storage import UnitOfWork
@@ -207,12 +209,25 @@ class MaintenanceWorker:
 
     def _loop(self) -> None:
         wake = self._context.caches.maintenance_wanted
+        paused = False
         while not self._stop.is_set():
             try:
                 report = run_once(self._context)
-            except Exception:  # a failing step must not end the thread; the next round retries
-                log.exception("maintenance step failed")
+            except Unavailable as error:
+                # Down or hung: one line when it starts and one when it ends, not one a round.
+                if not paused:
+                    log.warning(
+                        "maintenance paused: database unavailable", extra={"reason": error.reason}
+                    )
+                paused = True
                 report = MaintenanceReport()
+            except Exception as error:  # a failing step must not end the thread; it retries
+                log.error("maintenance step failed", extra=logs.exception_fields(error))
+                report = MaintenanceReport()
+            else:
+                if paused:
+                    log.info("maintenance resumed: the database answers again")
+                paused = False
             if report.did_work:
                 continue
             wake.wait(self._interval)

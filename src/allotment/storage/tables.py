@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -59,6 +60,21 @@ api_keys = Table(
     Column("created_at", UtcTimestamp, nullable=False),
     Column("revoked_at", UtcTimestamp),
     CheckConstraint("scope IN ('admin', 'ingest', 'read')", name="scope"),
+)
+
+# The first answer to a request sent with an Idempotency-Key, stored in the transaction that made
+# the change, so a retry after a timeout replays it instead of changing anything twice.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("api_key_id", ULID, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    # sha256 of method, path, query and body: the same key with another request is refused.
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("media_type", String(100)),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False, index=True),
 )
 
 events = Table(

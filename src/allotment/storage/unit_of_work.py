@@ -6,15 +6,19 @@ committing rolls everything back, so a failure half-way through a batch stores n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allotment.storage.repositories.base import CHANGES_KEY, DefinitionChanges
 
 if TYPE_CHECKING:
+    from allotment.errors import Unavailable
+    from allotment.storage.deadlines import Deadlines
     from allotment.storage.repositories.api_keys import ApiKeyRepository
     from allotment.storage.repositories.checkpoints import CheckpointRepository
     from allotment.storage.repositories.counts import CountRepository
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.events import EventRepository
     from allotment.storage.repositories.features import FeatureRepository
     from allotment.storage.repositories.grants import GrantRepository
+    from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.usage import UsageRepository
@@ -32,33 +37,64 @@ if TYPE_CHECKING:
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine, *, write: bool, single_statement: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        write: bool,
+        single_statement: bool = False,
+        deadlines: Deadlines | None = None,
+        transaction_seconds: float = 0.0,
+        unavailable: Callable[[BaseException], Unavailable | None] | None = None,
+    ) -> None:
         self._engine = engine
         self._write = write
         self._single_statement = single_statement
         self._connection: Connection | None = None
+        self._deadlines = deadlines
+        self._transaction_seconds = transaction_seconds
+        self._unavailable = unavailable
+        self._watch: int | None = None
 
     def __enter__(self) -> Self:
-        connection = self._engine.connect()
-        if self._single_statement:
-            # One statement is atomic and sees one snapshot by itself: no BEGIN and no
-            # ROLLBACK, so a read that needs one statement costs one round trip. (SQLite's
-            # driver already runs without implicit transactions; only our BEGIN is skipped.)
-            if self._engine.dialect.name == "sqlite":
-                connection = connection.execution_options(sqlite_begin=None)
-            else:
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            connection = self._engine.connect()
+        except PoolTimeout as error:
+            # Raised by the pool, not by a statement, so no handle_error hook saw it.
+            translated = self._unavailable(error) if self._unavailable else None
+            if translated is None:
+                raise
+            raise translated from None
+        try:
+            if self._deadlines is not None:
+                # Not a statement timeout (the server has its own): the backstop for a server
+                # that stopped answering, see storage/deadlines.py.
+                self._watch = self._deadlines.watch(
+                    connection.connection.dbapi_connection, self._transaction_seconds
+                )
+            if self._single_statement:
+                # One statement is atomic and sees one snapshot by itself: no BEGIN and no
+                # ROLLBACK, so a read that needs one statement costs one round trip. (SQLite's
+                # driver already runs without implicit transactions; only our BEGIN is skipped.)
+                if self._engine.dialect.name == "sqlite":
+                    connection = connection.execution_options(sqlite_begin=None)
+                else:
+                    connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._connection = connection
+                return self
+            if self._write and self._engine.dialect.name == "sqlite":
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            if not self._write and self._engine.dialect.name == "postgresql":
+                # A read sees one snapshot across its statements, as a SQLite WAL read does: a
+                # balance read never mixes grants from before a concurrent reset with resets
+                # after.
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
             self._connection = connection
-            return self
-        if self._write and self._engine.dialect.name == "sqlite":
-            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
-        if not self._write and self._engine.dialect.name == "postgresql":
-            # A read sees one snapshot across its statements, as a SQLite WAL read does: a
-            # balance read never mixes grants from before a concurrent reset with resets after.
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-        self._connection = connection
-        connection.begin()
-        connection.info[CHANGES_KEY] = DefinitionChanges()
+            connection.begin()
+            connection.info[CHANGES_KEY] = DefinitionChanges()
+        except BaseException:
+            self._release(connection)
+            raise
         return self
 
     def __exit__(
@@ -72,9 +108,26 @@ class UnitOfWork:
             connection.info.pop(CHANGES_KEY, None)
             if connection.in_transaction():
                 connection.rollback()
+        except Exception:
+            # A connection that just failed may fail its rollback too; the first error is the
+            # one to report.
+            if exc is None:
+                raise
         finally:
-            connection.close()
-            self._connection = None
+            self._release(connection)
+        # Statements SQLAlchemy runs are translated by the engine's handle_error hook; a driver
+        # call made directly on the connection (COPY) is not, so its error is translated here.
+        if isinstance(exc, Exception) and self._unavailable is not None:
+            translated = self._unavailable(exc)
+            if translated is not None and translated is not exc:
+                raise translated from None
+
+    def _release(self, connection: Connection) -> None:
+        if self._watch is not None and self._deadlines is not None:
+            self._deadlines.unwatch(self._watch)
+            self._watch = None
+        connection.close()
+        self._connection = None
 
     @property
     def connection(self) -> Connection:
@@ -176,3 +229,9 @@ class UnitOfWork:
         from allotment.storage.repositories.grants import GrantRepository
 
         return GrantRepository(self.connection)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        from allotment.storage.repositories.idempotency import IdempotencyRepository
+
+        return IdempotencyRepository(self.connection)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from allotment.api.deps import Context
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import Page
 from allotment.api.schemas.customers import CustomerBody, CustomerResponse
 from allotment.api.schemas.query_params import PageList
@@ -14,20 +15,22 @@ from allotment.domain.customers import CustomerFilter, CustomerOrderBy
 from allotment.domain.listing import SortOrder
 from allotment.services import customers
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(route_class=ApiRoute, tags=["customers"])
 
 CustomerIdOrKey = Annotated[
     str, Path(alias="customerIdOrKey", description="A customer id, or else its key")
 ]
 
 
-@router.post("/api/v1/customers", status_code=201, response_model_exclude_none=True)
+@router.post(
+    "/api/v1/customers", dependencies=[MANAGE], status_code=201, response_model_exclude_none=True
+)
 def create_customer(context: Context, body: CustomerBody) -> CustomerResponse:
     """Also creates a subject for each subject key that has none."""
     return CustomerResponse.of(customers.create_customer(context, body.to_details()))
 
 
-@router.get("/api/v1/customers", response_model_exclude_none=True)
+@router.get("/api/v1/customers", dependencies=[READ], response_model_exclude_none=True)
 def list_customers(
     context: Context,
     shape: PageList,
@@ -60,13 +63,17 @@ def list_customers(
     return shape.paginated([CustomerResponse.of(c) for c in result.items], result.total_count)
 
 
-@router.get("/api/v1/customers/{customerIdOrKey}", response_model_exclude_none=True)
+@router.get(
+    "/api/v1/customers/{customerIdOrKey}", dependencies=[READ], response_model_exclude_none=True
+)
 def get_customer(context: Context, customer_id_or_key: CustomerIdOrKey) -> CustomerResponse:
     """By id also when deleted (with `deletedAt`); keys name live customers only."""
     return CustomerResponse.of(customers.get_customer(context, customer_id_or_key))
 
 
-@router.put("/api/v1/customers/{customerIdOrKey}", response_model_exclude_none=True)
+@router.put(
+    "/api/v1/customers/{customerIdOrKey}", dependencies=[MANAGE], response_model_exclude_none=True
+)
 def replace_customer(
     context: Context, customer_id_or_key: CustomerIdOrKey, body: CustomerBody
 ) -> CustomerResponse:
@@ -75,7 +82,7 @@ def replace_customer(
     return CustomerResponse.of(replaced)
 
 
-@router.delete("/api/v1/customers/{customerIdOrKey}", status_code=204)
+@router.delete("/api/v1/customers/{customerIdOrKey}", dependencies=[MANAGE], status_code=204)
 def delete_customer(context: Context, customer_id_or_key: CustomerIdOrKey) -> Response:
     """Soft delete; refused (409) while the customer has active entitlements."""
     customers.delete_customer(context, customer_id_or_key)

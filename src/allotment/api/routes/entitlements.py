@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
+from allotment.api import idempotency, metrics
 from allotment.api.deps import Context
 from allotment.api.routes.customers import CustomerIdOrKey
 from allotment.api.routes.subjects import SubjectIdOrKey
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import ExactJSONResponse, Page, UtcDateTime
 from allotment.api.schemas.entitlements import (
     CustomerAccessOut,
@@ -41,8 +43,10 @@ from allotment.services import (
     entitlements,
 )
 from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectOwner
+from allotment.services.entitlements import EntitlementView
+from allotment.services.idempotency import IdempotencyClaim
 
-router = APIRouter(tags=["entitlements"])
+router = APIRouter(route_class=ApiRoute, tags=["entitlements"])
 
 EntitlementId = Annotated[
     str,
@@ -115,6 +119,7 @@ History = Annotated[HistoryQuery, Depends(_history_query)]
 
 @router.post(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -126,7 +131,11 @@ def create_subject_entitlement(
     return entitlement_v1(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
-@router.get("/api/v1/subjects/{subjectIdOrKey}/entitlements", response_model_exclude_none=True)
+@router.get(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements",
+    dependencies=[READ],
+    response_model_exclude_none=True,
+)
 def list_subject_entitlements(
     context: Context, owner: BySubject, include_deleted: IncludeDeleted = False
 ) -> list[EntitlementV1]:
@@ -136,6 +145,7 @@ def list_subject_entitlements(
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def get_subject_entitlement(
@@ -144,7 +154,11 @@ def get_subject_entitlement(
     return entitlement_v1(entitlements.get_entitlement(context, owner, entitlement))
 
 
-@router.delete("/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}", status_code=204)
+@router.delete(
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}",
+    dependencies=[MANAGE],
+    status_code=204,
+)
 def delete_subject_entitlement(
     context: Context, owner: BySubject, entitlement: EntitlementId
 ) -> Response:
@@ -154,23 +168,36 @@ def delete_subject_entitlement(
 
 @router.put(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    dependencies=[MANAGE],
     status_code=201,
+    response_model=EntitlementV1,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def override_subject_entitlement(
+    request: Request,
     context: Context,
     owner: BySubject,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreate,
-) -> EntitlementV1:
+) -> Any:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
-    return entitlement_v1(view)
+    claim: IdempotencyClaim[EntitlementView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, entitlement_v1(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: entitlements.override_entitlement(
+            context, owner, entitlement, body.to_request(), claim
+        ),
+        entitlement_v1,
+    )
 
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
     response_model=EntitlementValueOut,
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def subject_entitlement_value(
@@ -178,11 +205,13 @@ def subject_entitlement_value(
 ) -> Response:
     """`hasAccess: false` for a feature the subject has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/history",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def subject_entitlement_history(
@@ -192,12 +221,19 @@ def subject_entitlement_history(
 
 
 @router.post(
-    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset", status_code=204
+    "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementId}/reset",
+    dependencies=[MANAGE],
+    status_code=204,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def reset_subject_entitlement(
-    context: Context, owner: BySubject, entitlement: EntitlementId, body: ResetInput = None
+    request: Request,
+    context: Context,
+    owner: BySubject,
+    entitlement: EntitlementId,
+    body: ResetInput = None,
 ) -> Response:
-    return _reset(context, owner, entitlement, body)
+    return _reset(request, context, owner, entitlement, body)
 
 
 # -- v2: customer-keyed -----------------------------------------------------------------------
@@ -205,6 +241,7 @@ def reset_subject_entitlement(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements",
+    dependencies=[MANAGE],
     status_code=201,
     response_model_exclude_none=True,
 )
@@ -215,7 +252,11 @@ def create_customer_entitlement(
     return entitlement_v2(entitlements.create_entitlement(context, owner, body.to_request()))
 
 
-@router.get("/api/v2/customers/{customerIdOrKey}/entitlements", response_model_exclude_none=True)
+@router.get(
+    "/api/v2/customers/{customerIdOrKey}/entitlements",
+    dependencies=[READ],
+    response_model_exclude_none=True,
+)
 def list_customer_entitlements(
     context: Context,
     owner: ByCustomer,
@@ -237,6 +278,7 @@ def list_customer_entitlements(
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def get_customer_entitlement(
@@ -247,6 +289,7 @@ def get_customer_entitlement(
 
 @router.delete(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}",
+    dependencies=[MANAGE],
     status_code=204,
 )
 def delete_customer_entitlement(
@@ -258,23 +301,36 @@ def delete_customer_entitlement(
 
 @router.put(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override",
+    dependencies=[MANAGE],
     status_code=201,
+    response_model=EntitlementV2,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def override_customer_entitlement(
+    request: Request,
     context: Context,
     owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: EntitlementCreateV2,
-) -> EntitlementV2:
+) -> Any:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
-    view = entitlements.override_entitlement(context, owner, entitlement, body.to_request())
-    return entitlement_v2(view)
+    claim: IdempotencyClaim[EntitlementView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, entitlement_v2(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: entitlements.override_entitlement(
+            context, owner, entitlement, body.to_request(), claim
+        ),
+        entitlement_v2,
+    )
 
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/value",
     response_model=EntitlementValueV2Out,
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def customer_entitlement_value(
@@ -282,11 +338,13 @@ def customer_entitlement_value(
 ) -> Response:
     """`hasAccess: false` for a feature the customer has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=True))
 
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/history",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def customer_entitlement_history(
@@ -297,15 +355,18 @@ def customer_entitlement_history(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/reset",
+    dependencies=[MANAGE],
     status_code=204,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def reset_customer_entitlement(
+    request: Request,
     context: Context,
     owner: ByCustomer,
     entitlement: EntitlementIdOrFeatureKey,
     body: ResetInput = None,
 ) -> Response:
-    return _reset(context, owner, entitlement, body)
+    return _reset(request, context, owner, entitlement, body)
 
 
 # -- every customer ---------------------------------------------------------------------------
@@ -313,6 +374,7 @@ def reset_customer_entitlement(
 
 @router.get(
     "/api/v1/entitlements",
+    dependencies=[READ],
     response_model=list[EntitlementV1] | Page[EntitlementV1],
     response_model_exclude_none=True,
 )
@@ -338,12 +400,14 @@ def list_all_entitlements_v1(
     return shape.wrap([entitlement_v1(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v1/entitlements/{entitlementId}", response_model_exclude_none=True)
+@router.get(
+    "/api/v1/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
+)
 def get_any_entitlement_v1(context: Context, entitlement: EntitlementId) -> EntitlementV1:
     return entitlement_v1(entitlements.get_entitlement_by_id(context, entitlement))
 
 
-@router.get("/api/v2/entitlements", response_model_exclude_none=True)
+@router.get("/api/v2/entitlements", dependencies=[READ], response_model_exclude_none=True)
 def list_all_entitlements_v2(
     context: Context,
     shape: V2List,
@@ -372,7 +436,9 @@ def list_all_entitlements_v2(
     return shape.paginated([entitlement_v2(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v2/entitlements/{entitlementId}", response_model_exclude_none=True)
+@router.get(
+    "/api/v2/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
+)
 def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> EntitlementV2:
     return entitlement_v2(entitlements.get_entitlement_by_id(context, entitlement))
 
@@ -382,6 +448,7 @@ def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> Enti
 
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/access",
+    dependencies=[READ],
     tags=["customers"],
     response_model=CustomerAccessOut,
     response_model_exclude_none=True,
@@ -397,6 +464,7 @@ def customer_access(context: Context, customer: CustomerIdOrKey, time: Time = No
 
 @router.get(
     "/api/v1/customers/{customerIdOrKey}/entitlements/{featureKey}/value",
+    dependencies=[READ],
     tags=["customers"],
     response_model=EntitlementValueOut,
     response_model_exclude_none=True,
@@ -406,6 +474,7 @@ def customer_feature_value(
 ) -> Response:
     """`{"hasAccess": false}` when the customer has no entitlement for the feature."""
     value = entitlement_values.entitlement_value(context, owner, feature_key, time)
+    metrics.record_access_check(value.has_access)
     return ExactJSONResponse(value_document(value, with_grant_balances=False))
 
 
@@ -432,14 +501,22 @@ def _delete(context: Context, owner: Owner, entitlement: str) -> Response:
     return Response(status_code=204)
 
 
-def _reset(context: Context, owner: Owner, entitlement: str, body: ResetBody | None) -> Response:
-    body = body or ResetBody()
-    entitlement_resets.reset_entitlement(
-        context,
-        owner,
-        entitlement,
-        effective_at=body.effective_at,
-        retain_anchor=bool(body.retain_anchor),
-        preserve_overage=body.preserve_overage,
+def _reset(
+    request: Request, context: Context, owner: Owner, entitlement: str, body: ResetBody | None
+) -> Response:
+    reset = body or ResetBody()
+    claim = idempotency.claim_of(request, idempotency.no_content)
+    result: Response = idempotency.answer(
+        claim,
+        lambda: entitlement_resets.reset_entitlement(
+            context,
+            owner,
+            entitlement,
+            effective_at=reset.effective_at,
+            retain_anchor=bool(reset.retain_anchor),
+            preserve_overage=reset.preserve_overage,
+            idempotency_claim=claim,
+        ),
+        lambda _: Response(status_code=204),
     )
-    return Response(status_code=204)
+    return result

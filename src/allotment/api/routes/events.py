@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from allotment.api import metrics
 from allotment.api.deps import Context
+from allotment.api.routing import INGEST, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import (
     IngestedEvent,
@@ -22,7 +24,7 @@ from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
 from allotment.services import events as events_service
 from allotment.services.context import ServiceContext
 
-router = APIRouter(tags=["events"])
+router = APIRouter(route_class=ApiRoute, tags=["events"])
 
 
 def _ingest(
@@ -30,10 +32,12 @@ def _ingest(
 ) -> None:
     parsed = parse_events(body, content_type, limits)
     events_service.ingest(context, parsed.events, parsed.data_texts)
+    metrics.record_events_ingested(len(parsed.events))
 
 
 @router.post(
     "/api/v1/events",
+    dependencies=[INGEST],
     status_code=204,
     response_class=Response,
     summary="Ingest events",
@@ -55,6 +59,7 @@ async def ingest_events(request: Request, context: Context) -> Response:
 
 @router.get(
     "/api/v1/events",
+    dependencies=[READ],
     response_model=list[IngestedEvent],
     response_model_exclude_none=True,
     summary="List ingested events",

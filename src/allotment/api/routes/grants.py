@@ -7,10 +7,11 @@ nothing over unless told; v2 may never expire and rolls over up to the amount) a
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from allotment.api import idempotency
 from allotment.api.deps import Context
 from allotment.api.routes.entitlements import (
     ByCustomer,
@@ -20,6 +21,7 @@ from allotment.api.routes.entitlements import (
     IncludeDeleted,
     Order,
 )
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import Page, UtcDateTime
 from allotment.api.schemas.grants import GrantCreateV1, GrantCreateV2, GrantV1, GrantV2
 from allotment.api.schemas.query_params import LegacyList, V2List
@@ -27,27 +29,45 @@ from allotment.domain.entitlements import GrantFilter, GrantOrderBy
 from allotment.domain.grant_requests import GrantDefaults
 from allotment.domain.listing import SortOrder
 from allotment.services import grants
+from allotment.services.grants import GrantView
+from allotment.services.idempotency import IdempotencyClaim
 
-router = APIRouter(tags=["grants"])
+router = APIRouter(route_class=ApiRoute, tags=["grants"])
 
 GrantOrder = Annotated[GrantOrderBy, Query(alias="orderBy")]
 
 
 @router.post(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[MANAGE],
     status_code=201,
+    response_model=GrantV1,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def create_subject_grant(
-    context: Context, owner: BySubject, entitlement: EntitlementIdOrFeatureKey, body: GrantCreateV1
-) -> GrantV1:
+    request: Request,
+    context: Context,
+    owner: BySubject,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: GrantCreateV1,
+) -> Any:
     """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
-    view = grants.create_grant(context, owner, entitlement, body.to_request(), GrantDefaults.V1)
-    return GrantV1.of(view)
+    claim: IdempotencyClaim[GrantView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, GrantV1.of(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: grants.create_grant(
+            context, owner, entitlement, body.to_request(), GrantDefaults.V1, claim
+        ),
+        GrantV1.of,
+    )
 
 
 @router.get(
     "/api/v1/subjects/{subjectIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def list_subject_grants(
@@ -69,19 +89,35 @@ def list_subject_grants(
 
 @router.post(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[MANAGE],
     status_code=201,
+    response_model=GrantV2,
     response_model_exclude_none=True,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
 )
 def create_customer_grant(
-    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, body: GrantCreateV2
-) -> GrantV2:
+    request: Request,
+    context: Context,
+    owner: ByCustomer,
+    entitlement: EntitlementIdOrFeatureKey,
+    body: GrantCreateV2,
+) -> Any:
     """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
-    view = grants.create_grant(context, owner, entitlement, body.to_request(), GrantDefaults.V2)
-    return GrantV2.of(view)
+    claim: IdempotencyClaim[GrantView] | None = idempotency.claim_of(
+        request, lambda view: idempotency.json_answer(201, GrantV2.of(view))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: grants.create_grant(
+            context, owner, entitlement, body.to_request(), GrantDefaults.V2, claim
+        ),
+        GrantV2.of,
+    )
 
 
 @router.get(
     "/api/v2/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants",
+    dependencies=[READ],
     response_model_exclude_none=True,
 )
 def list_customer_grants(
@@ -106,7 +142,10 @@ def list_customer_grants(
 
 
 @router.get(
-    "/api/v1/grants", response_model=list[GrantV1] | Page[GrantV1], response_model_exclude_none=True
+    "/api/v1/grants",
+    dependencies=[READ],
+    response_model=list[GrantV1] | Page[GrantV1],
+    response_model_exclude_none=True,
 )
 def list_all_grants_v1(
     context: Context,
@@ -128,7 +167,7 @@ def list_all_grants_v1(
     return shape.wrap([GrantV1.of(view) for view in result.items], result.total_count)
 
 
-@router.get("/api/v2/grants", response_model_exclude_none=True)
+@router.get("/api/v2/grants", dependencies=[READ], response_model_exclude_none=True)
 def list_all_grants_v2(
     context: Context,
     shape: V2List,
@@ -149,8 +188,14 @@ def list_all_grants_v2(
     return shape.paginated([GrantV2.of(view) for view in result.items], result.total_count)
 
 
-@router.delete("/api/v1/grants/{grantId}", status_code=204)
+@router.delete(
+    "/api/v1/grants/{grantId}",
+    dependencies=[MANAGE],
+    status_code=204,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
+)
 def void_grant(
+    request: Request,
     context: Context,
     grant_id: Annotated[str, Path(alias="grantId")],
     at: Annotated[
@@ -159,5 +204,10 @@ def void_grant(
     ] = None,
 ) -> Response:
     """400 when already voided, in the future, or before the current usage period starts."""
-    grants.void_grant(context, grant_id, at)
-    return Response(status_code=204)
+    claim = idempotency.claim_of(request, idempotency.no_content)
+    result: Response = idempotency.answer(
+        claim,
+        lambda: grants.void_grant(context, grant_id, at, claim),
+        lambda _: Response(status_code=204),
+    )
+    return result

@@ -10,8 +10,9 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
+from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
-from allotment.api.schemas.events import dumps, reject_nul_in_body
+from allotment.api.schemas.events import reject_nul_in_body
 from allotment.api.schemas.meters import (
     MeterCreate,
     MeterQueryRequest,
@@ -19,7 +20,7 @@ from allotment.api.schemas.meters import (
     MeterResource,
     MeterUpdate,
     query_result_to_csv,
-    query_result_to_wire,
+    query_result_to_json,
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
 from allotment.domain.listing import SortOrder
@@ -29,7 +30,9 @@ from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
 from allotment.services.meters import MeterOrder
 
-router = APIRouter(tags=["meters"], dependencies=[Depends(reject_nul_in_body)])
+router = APIRouter(
+    route_class=ApiRoute, tags=["meters"], dependencies=[Depends(reject_nul_in_body)]
+)
 
 MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
 
@@ -41,7 +44,12 @@ _QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/api/v1/meters", response_model=list[MeterResource], response_model_exclude_none=True)
+@router.get(
+    "/api/v1/meters",
+    dependencies=[READ],
+    response_model=list[MeterResource],
+    response_model_exclude_none=True,
+)
 def list_meters(
     context: Context,
     page: PageNumber = None,
@@ -63,6 +71,7 @@ def list_meters(
 
 @router.post(
     "/api/v1/meters",
+    dependencies=[MANAGE],
     status_code=201,
     response_model=MeterResource,
     response_model_exclude_none=True,
@@ -73,6 +82,7 @@ def create_meter(context: Context, body: MeterCreate) -> MeterResource:
 
 @router.get(
     "/api/v1/meters/{meterIdOrSlug}",
+    dependencies=[READ],
     response_model=MeterResource,
     response_model_exclude_none=True,
 )
@@ -82,6 +92,7 @@ def get_meter(context: Context, meter_id_or_slug: MeterIdOrSlug) -> MeterResourc
 
 @router.put(
     "/api/v1/meters/{meterIdOrSlug}",
+    dependencies=[MANAGE],
     response_model=MeterResource,
     response_model_exclude_none=True,
 )
@@ -99,7 +110,12 @@ def update_meter(
     return MeterResource.from_meter(meter)
 
 
-@router.delete("/api/v1/meters/{meterIdOrSlug}", status_code=204, response_class=Response)
+@router.delete(
+    "/api/v1/meters/{meterIdOrSlug}",
+    dependencies=[MANAGE],
+    status_code=204,
+    response_class=Response,
+)
 def delete_meter(context: Context, meter_id_or_slug: MeterIdOrSlug) -> Response:
     meters_service.delete_meter(context, meter_id_or_slug)
     return Response(status_code=204)
@@ -194,7 +210,7 @@ def _query_response(
             media_type="text/csv",
             headers={"Content-Disposition": f"attachment; filename={result.meter.slug}.csv"},
         )
-    return Response(content=dumps(query_result_to_wire(result)), media_type="application/json")
+    return Response(content=query_result_to_json(result), media_type="application/json")
 
 
 # Read from the raw query string (deepObject), so declared here for the OpenAPI document.
@@ -245,6 +261,7 @@ def _query_parameters(
 
 @router.get(
     "/api/v1/meters/{meterIdOrSlug}/query",
+    dependencies=[READ],
     response_model=MeterQueryResultResource,
     responses=_QUERY_RESPONSES,
     openapi_extra={"parameters": [_FILTER_GROUP_BY_PARAMETER]},
@@ -265,6 +282,7 @@ def query_meter(
 
 @router.post(
     "/api/v1/meters/{meterIdOrSlug}/query",
+    dependencies=[READ],
     response_model=MeterQueryResultResource,
     responses=_QUERY_RESPONSES,
     summary="Query meter",
@@ -280,7 +298,9 @@ def query_meter_post(
     return _query_response(request, context, meter_id_or_slug, query)
 
 
-@router.get("/api/v1/meters/{meterIdOrSlug}/subjects", response_model=list[str])
+@router.get(
+    "/api/v1/meters/{meterIdOrSlug}/subjects", dependencies=[READ], response_model=list[str]
+)
 def list_meter_subjects(
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,
@@ -290,7 +310,11 @@ def list_meter_subjects(
     return meters_service.list_meter_subjects(context, meter_id_or_slug, from_time, to_time)
 
 
-@router.get("/api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", response_model=list[str])
+@router.get(
+    "/api/v1/meters/{meterIdOrSlug}/group-by/{groupByKey}/values",
+    dependencies=[READ],
+    response_model=list[str],
+)
 def list_meter_group_by_values(
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,

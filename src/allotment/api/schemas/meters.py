@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from pydantic import Field
 
 from allotment.api.schemas.common import UtcDateTime, WireModel
@@ -143,7 +143,7 @@ class MeterQueryRequest(WireModel):
 
 
 class MeterQueryRowResource(WireModel):
-    value: float
+    value: float = Field(description="Exact: every digit of the stored sum, at any size.")
     window_start: UtcDateTime
     window_end: UtcDateTime
     subject: str | None
@@ -158,20 +158,18 @@ class MeterQueryResultResource(WireModel):
     data: list[MeterQueryRowResource]
 
 
-_INTEGER_MAX = 2**63 - 1
-_DOUBLE_MAX = sys.float_info.max
+_INTEGER_DIGITS_MAX = 60
 
 
-def _json_number(value: Decimal) -> int | float:
-    """A JSON number: integral values exactly (within 64 bits), others as the nearest double;
-    beyond a double's range it saturates at the largest double rather than becoming Infinity,
-    which JSON cannot carry."""
-    if value == value.to_integral_value() and -_INTEGER_MAX <= value <= _INTEGER_MAX:
-        return int(value)
-    number = float(value)
-    if number - number != 0.0:
-        return _DOUBLE_MAX if value > 0 else -_DOUBLE_MAX
-    return number
+def _json_number(value: Decimal) -> orjson.Fragment:
+    """The exact value as a JSON number, whatever its size or digits (2 * 2**64 is
+    36893488147419103232, 0.1 + 0.2 is 0.3): written as decimal text, never through a double."""
+    if not value.is_finite():
+        raise ValueError(f"a meter value is not finite: {value}")
+    if value == value.to_integral_value() and value.adjusted() < _INTEGER_DIGITS_MAX:
+        return orjson.Fragment(str(int(value)))
+    # Fractions, and integers too long to write out digit by digit (9e999): exponent form.
+    return orjson.Fragment(str(value.normalize()))
 
 
 def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
@@ -203,6 +201,10 @@ def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
 
 def _csv_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def query_result_to_json(result: MeterQueryResult) -> bytes:
+    return orjson.dumps(query_result_to_wire(result))
 
 
 def query_result_to_csv(result: MeterQueryResult) -> str:
