@@ -32,6 +32,7 @@ from sqlalchemy.pool import NullPool
 from allotment import json_exact
 from allotment.errors import Unavailable
 from allotment.storage.deadlines import Deadlines
+from allotment.storage.sqlite_writers import WriterQueue
 from allotment.storage.unit_of_work import UnitOfWork
 
 # A SQLite database whose disk has less free space than this is not ready.
@@ -84,6 +85,12 @@ class Database:
         # (monotonic time, reason) of the last write refused for want of space or permission.
         self.last_write_refusal: tuple[float, str] | None = None
         self.engine = _create_engine(self, echo=echo)
+        path = make_url(self.url).database
+        self._writers = (
+            WriterQueue(path, self.options.sqlite_busy_timeout)
+            if self.dialect == "sqlite" and path not in (None, "", ":memory:")
+            else None
+        )
 
     @property
     def dialect(self) -> str:
@@ -98,6 +105,7 @@ class Database:
             deadlines=self.deadlines if self.dialect == "postgresql" else None,
             transaction_seconds=self.options.statement_timeout + 2.0,
             unavailable=self.unavailable,
+            writers=self._writers,
         )
 
     def unavailable(self, error: BaseException) -> Unavailable | None:
@@ -174,6 +182,8 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.deadlines.stop()
+        if self._writers is not None:
+            self._writers.close()
 
 
 def _writable(path: Path) -> bool:

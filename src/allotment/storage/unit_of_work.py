@@ -7,6 +7,7 @@ committing rolls everything back, so a failure half-way through a batch stores n
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from allotment.storage.repositories.base import CHANGES_KEY, DefinitionChanges
+from allotment.storage.sqlite_writers import WriterQueue
 
 if TYPE_CHECKING:
     from allotment.errors import Unavailable
@@ -46,8 +48,11 @@ class UnitOfWork:
         deadlines: Deadlines | None = None,
         transaction_seconds: float = 0.0,
         unavailable: Callable[[BaseException], Unavailable | None] | None = None,
+        writers: WriterQueue | None = None,
     ) -> None:
         self._engine = engine
+        self._writers = writers if write and not single_statement else None
+        self._turn: AbstractContextManager[None] | None = None
         self._write = write
         self._single_statement = single_statement
         self._connection: Connection | None = None
@@ -57,6 +62,29 @@ class UnitOfWork:
         self._watch: int | None = None
 
     def __enter__(self) -> Self:
+        if self._writers is not None:
+            # SQLite: wait for this writer's turn first (storage/sqlite_writers.py).
+            turn = self._writers.turn()
+            try:
+                turn.__enter__()
+            except Exception as error:
+                translated = self._unavailable(error) if self._unavailable else None
+                if translated is None:
+                    raise
+                raise translated from None
+            self._turn = turn
+        try:
+            return self._open()
+        except BaseException:
+            self._leave_turn()
+            raise
+
+    def _leave_turn(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.__exit__(None, None, None)
+
+    def _open(self) -> Self:
         try:
             connection = self._engine.connect()
         except PoolTimeout as error:
@@ -126,8 +154,11 @@ class UnitOfWork:
         if self._watch is not None and self._deadlines is not None:
             self._deadlines.unwatch(self._watch)
             self._watch = None
-        connection.close()
-        self._connection = None
+        try:
+            connection.close()
+            self._connection = None
+        finally:
+            self._leave_turn()
 
     @property
     def connection(self) -> Connection:
