@@ -121,23 +121,74 @@ class CheckpointRepository(Repository):
         )
 
     def delete_for_late_usage(self, changes: Sequence[tuple[int, int]]) -> None:
-        """Late usage was folded into the roll-ups: for each `(series_id, minute)`, drop the
+        """Late usage reached the roll-ups: for each `(series_id, minute)`, drop the
         checkpoints after that minute of every entitlement the series' usage may count for
         (the feature reads the series' meter and the customer owns its subject; a wider set
-        than needed only costs a recomputation)."""
+        than needed only costs a recomputation).
+
+        Set-based, a handful of statements whatever the number of series: a batch of events
+        spread over the past touches a thousand series at once."""
         if not changes:
             return
         mark = self._mark()
-        self.connection.exec_driver_sql(
-            "DELETE FROM balance_checkpoints WHERE at > "
-            f"{mark} AND entitlement_id IN ("
-            "SELECT e.id FROM usage_series AS s "
-            "JOIN meters AS m ON m.id = s.meter_id "
-            "JOIN features AS f ON f.meter_slug = m.slug "
-            "JOIN entitlements AS e ON e.feature_id = f.id "
-            f"WHERE s.id = {mark} AND (e.customer_id IN "
-            "(SELECT c.id FROM customers AS c WHERE c.key = s.subject) OR e.customer_id IN "
-            "(SELECT cs.customer_id FROM customer_subjects AS cs "
-            "WHERE cs.subject_key = s.subject)))",
-            [(minute, series_id) for series_id, minute in changes],
-        )
+        earliest = min(minute for _series, minute in changes)
+        # Nothing saved after the earliest change: nothing to drop (the common case).
+        if (
+            self.connection.exec_driver_sql(
+                f"SELECT 1 FROM balance_checkpoints WHERE at > {mark} LIMIT 1", (earliest,)
+            ).first()
+            is None
+        ):
+            return
+        by_series = dict(changes)
+        series: dict[int, tuple[str, str]] = {}  # id -> (meter slug, subject)
+        ids = sorted(by_series)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join([mark] * len(chunk))
+            for series_id, slug, subject in self.connection.exec_driver_sql(
+                "SELECT s.id, m.slug, s.subject FROM usage_series AS s "
+                f"JOIN meters AS m ON m.id = s.meter_id WHERE s.id IN ({marks})",
+                tuple(chunk),
+            ):
+                series[int(series_id)] = (slug, subject)
+        # (customer, meter slug) -> the earliest late minute of its subjects' series.
+        subjects = sorted({subject for _slug, subject in series.values()})
+        owners: dict[str, set[str]] = {}
+        for start in range(0, len(subjects), 500):
+            names = subjects[start : start + 500]
+            marks = ", ".join([mark] * len(names))
+            for subject, customer_id in self.connection.exec_driver_sql(
+                f"SELECT key, id FROM customers WHERE key IN ({marks}) "
+                "UNION SELECT subject_key, customer_id FROM customer_subjects "
+                f"WHERE subject_key IN ({marks})",
+                tuple(names) * 2,
+            ):
+                owners.setdefault(subject, set()).add(customer_id)
+        late: dict[tuple[str, str], int] = {}
+        for series_id, (slug, subject) in series.items():
+            for customer_id in owners.get(subject, ()):
+                key = (customer_id, slug)
+                late[key] = min(late.get(key, by_series[series_id]), by_series[series_id])
+        if not late:
+            return
+        customer_ids = sorted({customer for customer, _slug in late})
+        doomed: list[tuple[str, int]] = []
+        for start in range(0, len(customer_ids), 500):
+            owned_by = customer_ids[start : start + 500]
+            marks = ", ".join([mark] * len(owned_by))
+            for entitlement_id, customer_id, slug in self.connection.exec_driver_sql(
+                "SELECT e.id, e.customer_id, f.meter_slug FROM entitlements AS e "
+                "JOIN features AS f ON f.id = e.feature_id "
+                f"WHERE e.customer_id IN ({marks}) AND EXISTS (SELECT 1 FROM "
+                "balance_checkpoints AS c WHERE c.entitlement_id = e.id)",
+                tuple(owned_by),
+            ):
+                minute = late.get((customer_id, slug))
+                if minute is not None:
+                    doomed.append((entitlement_id, minute))
+        if doomed:
+            self.connection.exec_driver_sql(
+                f"DELETE FROM balance_checkpoints WHERE entitlement_id = {mark} AND at > {mark}",
+                doomed,
+            )

@@ -30,6 +30,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("entitlement_id", "at", name=op.f("pk_balance_checkpoints")),
     )
+    with op.batch_alter_table("balance_checkpoints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_balance_checkpoints_at"), ["at"], unique=False)
+
     op.create_table(
         "catalog_versions",
         sa.Column("name", sa.String(length=32), nullable=False),
