@@ -140,6 +140,9 @@ _MERGE_POSTGRES: Final = """
 _COLUMNS_TEXT: Final = ", ".join(_AGGREGATES)
 
 
+_SET_EXCLUDED: Final = ", ".join(f"{name} = excluded.{name}" for name in _AGGREGATES)
+
+
 def _prefixed(alias: str) -> str:
     return ", ".join(f"{alias}.{name}" for name in _AGGREGATES)
 
@@ -374,7 +377,8 @@ class RollupRepository(Repository):
         return len(taken), sorted(earliest.items())
 
     def upsert(self, partials: Mapping[tuple[int, Level, int], Partial]) -> None:
-        """Add `partials` to the roll-ups, creating the buckets that do not exist yet."""
+        """Add `partials` to the roll-ups, creating the buckets that do not exist yet. The
+        partials may be merged into (fold_levels makes fresh ones)."""
         if not partials:
             return
         rows = [
@@ -396,10 +400,11 @@ class RollupRepository(Repository):
     def _upsert_sqlite(self, partials: Mapping[tuple[int, Level, int], Partial]) -> None:
         """Read the buckets that exist, merge in Python (SQLite's own arithmetic would turn
         the exact decimal texts into floats), write every bucket back in one executemany."""
-        keys = [(int(level), series_id, bucket) for series_id, level, bucket in partials]
+        keys = sorted((int(level), series_id, bucket) for series_id, level, bucket in partials)
+        # Keyed like the rows read back; the partials are merged into in place (callers hand
+        # over partials of their own, as fold_levels makes).
         merged = {
-            (series_id, Level(level), bucket): p.copy()
-            for (series_id, level, bucket), p in partials.items()
+            (int(level), series_id, bucket): p for (series_id, level, bucket), p in partials.items()
         }
         for start in range(0, len(keys), 5_000):
             found = self.connection.exec_driver_sql(
@@ -410,16 +415,13 @@ class RollupRepository(Repository):
                 (orjson.dumps(keys[start : start + 5_000]).decode(),),
             )
             for row in found:
-                merged[(int(row[1]), Level(int(row[0])), int(row[2]))].merge(
-                    partial_of_row(row[3:])
-                )
-        rows = [
-            (int(level), series_id, bucket, *_partial_columns(partial, True))
-            for (series_id, level, bucket), partial in sorted(merged.items())
-        ]
+                merged[(row[0], row[1], row[2])].merge(partial_of_row(row[3:]))
+        # In key order (level first), so the writes walk the index instead of jumping about.
+        rows = [(*key, *_partial_columns(merged[key], True)) for key in keys]
         self.connection.exec_driver_sql(
-            f"INSERT OR REPLACE INTO usage_rollups (level, series_id, bucket, {_COLUMNS_TEXT}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO usage_rollups (level, series_id, bucket, {_COLUMNS_TEXT}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (level, series_id, bucket) DO UPDATE SET {_SET_EXCLUDED}",
             rows,
         )
 
