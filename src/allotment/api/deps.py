@@ -15,7 +15,7 @@ from allotment.errors import InvalidInput
 from allotment.services.context import ServiceContext
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     context: ServiceContext = request.app.state.context
     return context
 
@@ -23,7 +23,7 @@ def get_context(request: Request) -> ServiceContext:
 Context = Annotated[ServiceContext, Depends(get_context)]
 
 
-def refuse_unstorable_parameters(request: Request) -> None:
+async def refuse_unstorable_parameters(request: Request) -> None:
     """Path and query parameters reach SQL filters, and so do some names (`filterGroupBy[key]`);
     text a database cannot hold (a NUL, a lone surrogate) in either is a 400 naming the parameter
     here, for every route at once."""

@@ -48,7 +48,7 @@ class Guard:
 
 
 def _requires(action: Action) -> Any:
-    def api_key(request: Request) -> ApiKey:
+    async def api_key(request: Request) -> ApiKey:
         key: ApiKey = request.scope[API_KEY]
         return key
 

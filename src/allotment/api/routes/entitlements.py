@@ -81,11 +81,11 @@ HistoryTimeZone = Annotated[str, Query(alias="windowTimeZone", min_length=1, max
 ResetInput = Annotated[ResetBody | None, Body()]
 
 
-def _subject_owner(subject: SubjectIdOrKey) -> SubjectOwner:
+async def _subject_owner(subject: SubjectIdOrKey) -> SubjectOwner:
     return SubjectOwner(subject)
 
 
-def _customer_owner(customer: CustomerIdOrKey) -> CustomerOwner:
+async def _customer_owner(customer: CustomerIdOrKey) -> CustomerOwner:
     return CustomerOwner(customer)
 
 
@@ -102,7 +102,7 @@ class HistoryQuery:
     time_zone: str
 
 
-def _history_query(
+async def _history_query(
     window_size: HistoryWindowSize,
     start: HistoryFrom = None,
     end: HistoryTo = None,

@@ -226,7 +226,7 @@ _FILTER_GROUP_BY_PARAMETER = {
 }
 
 
-def _query_parameters(
+async def _query_parameters(
     request: Request,
     client_id: ClientId = None,
     from_time: FromTime = None,

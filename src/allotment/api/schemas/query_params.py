@@ -76,7 +76,7 @@ class ListShape:
         )
 
 
-def page_shape(
+async def page_shape(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE_NUMBER, description="Page number, from 1")] = 1,
     page_size: Annotated[
         int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Items per page")
@@ -85,7 +85,7 @@ def page_shape(
     return ListShape(Window.of_page(page, page_size), page, page_size)
 
 
-def legacy_shape(
+async def legacy_shape(
     page: PageNumber = None,
     page_size: PageSize = None,
     offset: Offset = None,
@@ -94,10 +94,10 @@ def legacy_shape(
     if page is None and page_size is None:
         window = Window(offset=offset or 0, limit=limit or DEFAULT_PAGE_SIZE)
         return ListShape(window, None, None)
-    return page_shape(page or 1, page_size or DEFAULT_PAGE_SIZE)
+    return await page_shape(page or 1, page_size or DEFAULT_PAGE_SIZE)
 
 
-def v2_shape(
+async def v2_shape(
     page: PageNumber = None,
     page_size: PageSize = None,
     offset: Offset = None,
@@ -106,7 +106,7 @@ def v2_shape(
     if page is None and page_size is None and (offset is not None or limit is not None):
         window = Window(offset=offset or 0, limit=limit or DEFAULT_PAGE_SIZE)
         return ListShape(window, 0, 0)
-    return page_shape(page or 1, page_size or DEFAULT_PAGE_SIZE)
+    return await page_shape(page or 1, page_size or DEFAULT_PAGE_SIZE)
 
 
 PageList = Annotated[ListShape, Depends(page_shape)]
