@@ -14,6 +14,7 @@ from allotment.api import docs, metrics, problems
 from allotment.api.cors import ClosedCors, Cors
 from allotment.api.deps import refuse_unstorable_parameters
 from allotment.api.edge import Edge
+from allotment.api.fast_reads import FastValueReads
 from allotment.api.json_body import JsonLimits
 from allotment.api.openapi import build_openapi
 from allotment.api.rate_limits import RateLimits
@@ -97,7 +98,9 @@ def create_app(
     # The web dashboard: its own pages, sessions and error pages, over the same services.
     app.mount("/ui", create_dashboard(context))
 
-    # Outermost last: the edge sees every request and response, CORS answers preflights.
+    # Outermost last: the edge sees every request and response, CORS answers preflights, and
+    # inside them the check-access common case skips FastAPI's routing (api/fast_reads.py).
+    app.add_middleware(FastValueReads, context=context, rate_limits=app.state.guard.rate_limits)
     if settings.cors_allow_origins:
         app.add_middleware(Cors, settings=settings)
     else:
