@@ -1,6 +1,7 @@
 """Checkpoints never change a value, on both databases.
 
-Random histories of usage (late events included), grants, voids and resets, with checkpoints
+Random histories of usage (late events included, and events excluded and restored by
+corrections), grants, voids and resets, with checkpoints
 saved at random points, compaction at random points and random subsets of the checkpoints
 thrown away: after every step, the value read through the check-access service (caches,
 checkpoints, roll-ups and all) equals the value computed from measurement start over the raw
@@ -20,9 +21,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from allotment.domain.access import metered_value, plan_metered_read
+from allotment.domain.corrections import CorrectionAction, EventRef
 from allotment.domain.grant_requests import GrantDefaults
 from allotment.errors import InvalidInput
 from allotment.services import (
+    corrections,
     entitlement_resets,
     entitlement_values,
     entitlements,
@@ -83,7 +86,15 @@ class DropSome:
     seed: int
 
 
-Step = Usage | AddGrant | Void | Reset | SaveCheckpoint | Compact | DropSome
+@dataclass(frozen=True)
+class Correct:
+    """Exclude a stored event (or restore an excluded one): a repair of earlier usage."""
+
+    pick: int
+    restore: bool
+
+
+Step = Usage | AddGrant | Void | Reset | SaveCheckpoint | Compact | DropSome | Correct
 
 step_strategy = st.one_of(
     st.builds(Usage, st.integers(0, 400), st.integers(0, 500)),
@@ -101,6 +112,7 @@ step_strategy = st.one_of(
     st.just(SaveCheckpoint()),
     st.builds(Compact, st.integers(1, 20)),
     st.builds(DropSome, st.integers(0, 10**6)),
+    st.builds(Correct, st.integers(0, 10**6), st.booleans()),
 )
 histories = st.lists(st.tuples(st.integers(1, 120), step_strategy), min_size=1, max_size=16)
 
@@ -196,6 +208,19 @@ def _apply(context: ServiceContext, clock: SettableClock, step: Step, live: list
         event(f"checkpoint saved: {bool(saved)}")
     elif isinstance(step, Compact):
         maintenance.compact(context, limit=step.limit)
+    elif isinstance(step, Correct):
+        with context.database.unit_of_work() as uow:
+            candidates = uow.connection.exec_driver_sql(
+                "SELECT source, id FROM events WHERE excluded_at IS "
+                + ("NOT NULL" if step.restore else "NULL")
+                + " ORDER BY seq"
+            ).all()
+        if not candidates:
+            return
+        source, event_id = candidates[step.pick % len(candidates)]
+        action = CorrectionAction.RESTORE if step.restore else CorrectionAction.EXCLUDE
+        corrections.correct(context, EventRef(source, event_id), action, "test repair", None)
+        event(f"corrected: {action.value}")
     elif isinstance(step, DropSome):
         chooser = random.Random(step.seed)
         with context.database.unit_of_work(write=True) as uow:

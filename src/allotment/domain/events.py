@@ -52,6 +52,9 @@ class StoredEvent:
     event: Event
     time: datetime
     ingested_at: datetime
+    excluded_at: datetime | None = None
+    """Set while an admin's correction keeps the event out of every usage read."""
+    excluded_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from allotment.domain.events import (
     Event,
     EventFilter,
     ListedEvent,
+    StoredEvent,
     time_out_of_range,
     validation_error,
 )
@@ -62,6 +63,13 @@ def _readings(
         yield event.type, event.subject, time, position, event.data
 
 
+def _excluded(item: StoredEvent) -> str | None:
+    """The listing's word on an excluded event: no meter counts it, whatever its data."""
+    if item.excluded_at is None:
+        return None
+    return f"excluded by a correction: {item.excluded_reason or 'no reason recorded'}"
+
+
 def list_events(
     context: ServiceContext,
     event_filter: EventFilter,
@@ -94,7 +102,7 @@ def list_events(
         ListedEvent(
             stored=item,
             customer_id=customers.get(item.event.subject),
-            validation_error=validation_error(item.event, meters),
+            validation_error=_excluded(item) or validation_error(item.event, meters),
         )
         for item in stored
     ]

@@ -425,7 +425,10 @@ def scoped_events(
     columns: Sequence[ColumnElement[Any]],
 ) -> Select[Any]:
     """SELECT `columns` FROM events of the meter's type within `scope`."""
-    conditions: list[ColumnElement[bool]] = [events.c.type == meter.event_type]
+    conditions: list[ColumnElement[bool]] = [
+        events.c.type == meter.event_type,
+        events.c.excluded_at.is_(None),
+    ]
     from_time = scope.from_time
     if meter.event_from is not None and (from_time is None or from_time < meter.event_from):
         from_time = meter.event_from

@@ -572,6 +572,7 @@ class RollupReader(Repository):
         time_column = type_coerce(events.c.time, BigInteger)
         conditions = [
             events.c.type == meter.event_type,
+            events.c.excluded_at.is_(None),
             time_column >= start,
             time_column < end,
         ]

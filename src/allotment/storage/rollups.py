@@ -106,7 +106,7 @@ def partial_of_row(row: Sequence[Any]) -> Partial:
     )
 
 
-def _partial_columns(partial: Partial, sqlite: bool) -> tuple[Any, ...]:
+def partial_values(partial: Partial, sqlite: bool) -> tuple[Any, ...]:
     return (
         partial.count,
         partial.first_time,
@@ -302,7 +302,7 @@ class RollupRepository(Repository):
             changed = sorted(earliest.items())
         elif batch.partials:
             deltas = [
-                (ids[key], minute, *_partial_columns(partial, self._sqlite))
+                (ids[key], minute, *partial_values(partial, self._sqlite))
                 for (key, minute), partial in batch.partials.items()
             ]
             self._insert_deltas(deltas)
@@ -382,7 +382,7 @@ class RollupRepository(Repository):
         if not partials:
             return
         rows = [
-            (series_id, int(level), bucket, *_partial_columns(partial, self._sqlite))
+            (series_id, int(level), bucket, *partial_values(partial, self._sqlite))
             for (series_id, level, bucket), partial in sorted(partials.items())
         ]
         if self._sqlite:
@@ -417,7 +417,7 @@ class RollupRepository(Repository):
             for row in found:
                 merged[(row[0], row[1], row[2])].merge(partial_of_row(row[3:]))
         # In key order (level first), so the writes walk the index instead of jumping about.
-        rows = [(*key, *_partial_columns(merged[key], True)) for key in keys]
+        rows = [(*key, *partial_values(merged[key], True)) for key in keys]
         self.connection.exec_driver_sql(
             f"INSERT INTO usage_rollups (level, series_id, bucket, {_COLUMNS_TEXT}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -451,11 +451,11 @@ class RollupRepository(Repository):
         data = "data" if self._sqlite else "data::text"
         rows = self.connection.exec_driver_sql(
             f"SELECT type, subject, time, seq, {data} FROM events WHERE seq >= {mark} "
-            f"AND seq < {mark} AND type = {mark} ORDER BY seq",
+            f"AND seq < {mark} AND type = {mark} AND excluded_at IS NULL ORDER BY seq",
             (start, stop, meter.event_type),
         )
         events = (
-            (event_type, subject, int(time), int(seq), _data(data))
+            (event_type, subject, int(time), int(seq), event_data(data))
             for event_type, subject, time, seq, data in rows
         )
         batch = accumulate(RollupBatch(), [RolledMeter(meter, status.generation)], events)
@@ -516,7 +516,7 @@ def _distinct_rows(
     return sorted(rows)
 
 
-def _data(value: Any) -> Any:
+def event_data(value: Any) -> Any:
     """Event data read back as JSON text (`data::text` on PostgreSQL), numbers exact."""
     if value is None:
         return None

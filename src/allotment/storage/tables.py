@@ -93,12 +93,30 @@ events = Table(
     Column("dataschema", String(1024)),
     Column("data", JsonDocument),
     Column("ingested_at", UtcTimestamp, nullable=False),
+    # Set while an admin's correction excludes the event: no read or roll-up counts it, and it
+    # stays stored (its (source, id) still deduplicates retries) and listed.
+    Column("excluded_at", UtcTimestamp),
     UniqueConstraint("source", "id"),
     # No (type, subject, time) index: reads of a subject's usage go to the roll-ups, and that
     # index, written at random places, cost more than the rest of an insert.
     Index(None, "type", "time"),
     Index(None, "time"),
     Index(None, "ingested_at"),
+)
+
+# The audit trail of corrections: who excluded or restored which event, when and why. Rows are
+# only ever added.
+event_corrections = Table(
+    "event_corrections",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("event_seq", BigInteger, ForeignKey("events.seq"), nullable=False, index=True),
+    Column("action", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    # The admin key that made it; NULL for the CLI, run on the server's own machine.
+    Column("api_key_id", ULID),
+    Column("created_at", UtcTimestamp, nullable=False, index=True),
+    CheckConstraint("action IN ('exclude', 'restore')", name="action"),
 )
 
 meters = Table(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from allotment.storage.deadlines import Deadlines
     from allotment.storage.repositories.api_keys import ApiKeyRepository
     from allotment.storage.repositories.checkpoints import CheckpointRepository
+    from allotment.storage.repositories.corrections import CorrectionRepository
     from allotment.storage.repositories.counts import CountRepository
     from allotment.storage.repositories.customers import CustomerRepository
     from allotment.storage.repositories.entitlements import EntitlementRepository
@@ -226,6 +227,12 @@ class UnitOfWork:
         from allotment.storage.usage_store import UsageStore
 
         return UsageStore(self.connection)
+
+    @cached_property
+    def corrections(self) -> CorrectionRepository:
+        from allotment.storage.repositories.corrections import CorrectionRepository
+
+        return CorrectionRepository(self.connection)
 
     @cached_property
     def rollups(self) -> RollupRepository:

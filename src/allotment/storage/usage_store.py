@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from allotment.domain.events import Event
+from allotment.domain.events import Event, StoredEvent
 from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import (
     CUSTOMER_GROUP,
@@ -49,7 +49,8 @@ from allotment.storage.rollup_reads import (
     ScopedRanges,
     SeriesScope,
 )
-from allotment.storage.rollups import RollupRepository, RollupStatus
+from allotment.storage.rollup_recount import RollupRecount
+from allotment.storage.rollups import MAINTENANCE_LOCK_KEY, RollupRepository, RollupStatus
 from allotment.storage.types import to_micros
 
 
@@ -132,6 +133,38 @@ class UsageStore:
         late = [(series, minute) for series, minute in changed if minute < cutoff]
         if late:
             CheckpointRepository(self.connection).delete_for_late_usage(late)
+
+    # -- corrections ------------------------------------------------------------------------
+
+    def lock_for_correction(self) -> None:
+        """Hold back ingest and maintenance until this transaction ends, so a recount sees
+        every row it rebuilds still (`storage/rollup_recount.py`). SQLite: the unit already
+        holds the one write lock."""
+        if self.events.dialect == "sqlite":
+            return
+        self.connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MAINTENANCE_LOCK_KEY,))
+        VersionRepository(self.connection).hold_meters_for_change()
+
+    def find_event(self, source: str, id_: str) -> tuple[int, StoredEvent] | None:
+        """The stored event named `(source, id)`, with its seq (how the store names it)."""
+        return self.events.find(source, id_)
+
+    def set_excluded(self, seq: int, stored: StoredEvent, excluded_at: datetime | None) -> None:
+        """Exclude the event (or, with None, count it again) in every later read: its roll-up
+        buckets are counted again, and the checkpoints it invalidates are dropped. Call after
+        `lock_for_correction` in the same transaction."""
+        self.events.set_excluded(seq, excluded_at)
+        event = stored.event
+        live = self._raw_meters.list_live_for_event_types([event.type])
+        statuses = self.rollups.statuses([meter.id for meter in live])
+        rolled = [
+            (RolledMeter(meter, statuses[meter.id].generation), statuses[meter.id])
+            for meter in live
+            if meter.id in statuses
+        ]
+        reading = (event.type, event.subject, to_micros(stored.time), seq, event.data)
+        changed = RollupRecount(self.connection, self.rollups).recount(rolled, reading)
+        CheckpointRepository(self.connection).delete_for_late_usage(changed)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from allotment.api.routes import (
+    corrections,
     customers,
     entitlements,
     events,
@@ -15,6 +16,7 @@ from allotment.api.routes import (
 )
 
 ROUTERS: list[APIRouter] = [
+    corrections.router,
     events.router,
     meters.router,
     subjects.router,

@@ -12,12 +12,14 @@ from sqlalchemy import (
     func,
     select,
     type_coerce,
+    update,
 )
 
 from allotment import json_exact
 from allotment.domain.events import Event, EventFilter, StoredEvent
 from allotment.storage.copy import copy_into
 from allotment.storage.repositories.base import Repository
+from allotment.storage.repositories.corrections import CorrectionRepository
 from allotment.storage.tables import customer_subjects, customers, events
 from allotment.storage.types import to_micros
 
@@ -63,7 +65,7 @@ def event_data_text(data: Mapping[str, Any] | None) -> str | None:
     return json_exact.dumps(data).decode()
 
 
-def _to_stored(row: Any) -> StoredEvent:
+def _to_stored(row: Any, excluded_reason: str | None = None) -> StoredEvent:
     event = Event(
         id=row.id,
         source=row.source,
@@ -75,7 +77,13 @@ def _to_stored(row: Any) -> StoredEvent:
         dataschema=row.dataschema,
         data=row.data,
     )
-    return StoredEvent(event=event, time=row.time, ingested_at=row.ingested_at)
+    return StoredEvent(
+        event=event,
+        time=row.time,
+        ingested_at=row.ingested_at,
+        excluded_at=row.excluded_at,
+        excluded_reason=excluded_reason,
+    )
 
 
 class EventRepository(Repository):
@@ -153,6 +161,18 @@ class EventRepository(Repository):
         stored = self.connection.exec_driver_sql(_POSTGRES_INSERT)
         return sorted((first_index[(source, id_)], int(seq)) for seq, source, id_ in stored)
 
+    def find(self, source: str, id_: str) -> tuple[int, StoredEvent] | None:
+        """The event stored under `(source, id)` and its seq, or None."""
+        row = self.connection.execute(
+            select(events).where(events.c.source == source, events.c.id == id_)
+        ).first()
+        return None if row is None else (int(row.seq), _to_stored(row))
+
+    def set_excluded(self, seq: int, excluded_at: datetime | None) -> None:
+        self.connection.execute(
+            update(events).where(events.c.seq == seq).values(excluded_at=excluded_at)
+        )
+
     def count(self) -> int:
         return int(self.connection.execute(select(func.count()).select_from(events)).scalar_one())
 
@@ -179,7 +199,10 @@ class EventRepository(Repository):
             .order_by(events.c.time.desc(), events.c.seq.desc())
             .limit(event_filter.limit)
         )
-        return [_to_stored(row) for row in self.connection.execute(query)]
+        rows = self.connection.execute(query).all()
+        excluded = [int(row.seq) for row in rows if row.excluded_at is not None]
+        reasons = CorrectionRepository(self.connection).latest_reasons(excluded)
+        return [_to_stored(row, reasons.get(int(row.seq))) for row in rows]
 
     def _contains(self, column: Any, text: str) -> ColumnElement[bool]:
         # Case-sensitive on both databases (SQLite's LIKE ignores ASCII case) and free of

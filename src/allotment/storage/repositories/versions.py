@@ -30,6 +30,14 @@ class VersionRepository(Repository):
         ).first()
         return int(row[0]) if row is not None else 0
 
+    def hold_meters_for_change(self) -> None:
+        """Take the meters version row FOR UPDATE without changing it (PostgreSQL): ingests in
+        flight finish first and new ones wait until this transaction ends."""
+        if self.dialect != "sqlite":
+            self.connection.exec_driver_sql(
+                "SELECT version FROM catalog_versions WHERE name = 'meters' FOR UPDATE"
+            )
+
     def bump(self, name: str) -> None:
         """A definition changed: caches keyed on this version reload."""
         mark = self._mark()
