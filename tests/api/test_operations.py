@@ -76,20 +76,27 @@ def test_metrics_count_requests_latency_access_checks_and_pool(client: TestClien
 
 
 def test_ingest_metrics_count_events(client: TestClient) -> None:
-    from allotment.api import metrics
-
     before = _samples(client)
     batch = [cloud_event(f"m{index}") for index in range(3)]
     response = client.post(
         "/api/v1/events", json=batch, headers={"Content-Type": "application/cloudevents-batch+json"}
     )
     assert response.status_code == 204
-    metrics.record_events_rejected(2, "invalid")  # the hook the ingest parser calls
+    # A batch with one bad event is refused whole: both of its events count as refused.
+    bad = [cloud_event("m9"), cloud_event("m10", subject=...)]
+    refused = client.post(
+        "/api/v1/events", json=bad, headers={"Content-Type": "application/cloudevents-batch+json"}
+    )
+    assert refused.status_code == 400
+    not_json = client.post(
+        "/api/v1/events", content=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400
     after = _samples(client)
     ingested = "allotment_events_ingested_total"
     assert _value(after, ingested) - _value(before, ingested) == 3
     rejected = _value(after, "allotment_events_rejected_total", reason="invalid")
-    assert rejected - _value(before, "allotment_events_rejected_total", reason="invalid") == 2
+    assert rejected - _value(before, "allotment_events_rejected_total", reason="invalid") == 3
 
 
 class Captured(logging.Handler):

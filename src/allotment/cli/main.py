@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from allotment import logs
-from allotment.cli import access, customers, entitlements, features, grants, keys, meters
+from allotment.cli import (
+    access,
+    customers,
+    entitlements,
+    events,
+    features,
+    grants,
+    keys,
+    meters,
+)
 from allotment.cli.state import STATE
 from allotment.settings import Settings
 
@@ -22,6 +31,7 @@ app.add_typer(customers.app, name="customers")
 app.add_typer(features.app, name="features")
 app.add_typer(entitlements.app, name="entitlements")
 app.add_typer(grants.app, name="grants")
+app.add_typer(events.app, name="events")
 app.command("access")(access.access)
 
 

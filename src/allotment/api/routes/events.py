@@ -18,9 +18,11 @@ from allotment.api.schemas.events import (
     ingest_request_body_openapi,
     listed_event_to_wire,
     parse_events,
+    refused_events,
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, ToTime
 from allotment.domain.events import LIST_LIMIT_MAX, EventFilter
+from allotment.errors import AllotmentError, InvalidInput, TooLarge
 from allotment.services import events as events_service
 from allotment.services.context import ServiceContext
 
@@ -30,8 +32,17 @@ router = APIRouter(route_class=ApiRoute, tags=["events"])
 def _ingest(
     context: ServiceContext, body: bytes, content_type: str | None, limits: IngestLimits
 ) -> None:
-    parsed = parse_events(body, content_type, limits)
-    events_service.ingest(context, parsed.events, parsed.data_texts)
+    try:
+        parsed = parse_events(body, content_type, limits)
+    except AllotmentError as error:
+        reason = "too_large" if isinstance(error, TooLarge) else "invalid"
+        metrics.record_events_rejected(refused_events(error), reason)
+        raise
+    try:
+        events_service.ingest(context, parsed.events, parsed.data_texts)
+    except InvalidInput:
+        metrics.record_events_rejected(len(parsed.events), "invalid")
+        raise
     metrics.record_events_ingested(len(parsed.events))
 
 

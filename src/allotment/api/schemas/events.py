@@ -39,7 +39,7 @@ from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
 from allotment.domain.instants import EARLIEST, LATEST
 from allotment.domain.text import is_storable_document, is_storable_text
 from allotment.domain.time import rfc3339
-from allotment.errors import FieldError, InvalidInput, TooLarge
+from allotment.errors import AllotmentError, FieldError, InvalidInput, TooLarge
 
 SINGLE_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -155,36 +155,49 @@ def parse_events(
         items = [parsed]
     if not items:
         raise InvalidInput("no events found: the batch is empty", field="body")
-    if len(items) > limits.batch_events_max:
-        raise TooLarge(
-            f"a batch holds at most {limits.batch_events_max} events; this one has "
-            f"{len(items)} (send several batches)",
-            field="body",
-        )
-    careful = _EXOTIC_NUMBERS.search(body) is not None
-    check_text = b"\\u0000" in body
-    check_depth = body.count(b"{") + body.count(b"[") > 3 * len(items)
-    errors: list[FieldError] = []
-    events: list[Event] = []
-    texts: list[str | None] = []
-    for index, item in enumerate(items):
-        prefix = f"[{index}]." if batch else ""
-        before = len(errors)
-        event = _event(item, prefix, errors, careful, check_text, check_depth)
-        if event is None or len(errors) > before:
-            continue
-        text = None if event.data is None else json_exact.dumps(event.data).decode()
-        if text is not None and len(text) > limits.event_data_bytes_max:
+    try:
+        if len(items) > limits.batch_events_max:
             raise TooLarge(
-                f"{prefix}data is {len(text)} bytes; an event's data may have at most "
-                f"{limits.event_data_bytes_max}",
-                field=f"{prefix}data",
+                f"a batch holds at most {limits.batch_events_max} events; this one has "
+                f"{len(items)} (send several batches)",
+                field="body",
             )
-        events.append(event)
-        texts.append(text)
-    if errors:
-        _raise(errors)
-    return ParsedBatch(events, texts)
+        careful = _EXOTIC_NUMBERS.search(body) is not None
+        check_text = b"\\u0000" in body
+        check_depth = body.count(b"{") + body.count(b"[") > 3 * len(items)
+        errors: list[FieldError] = []
+        events: list[Event] = []
+        texts: list[str | None] = []
+        for index, item in enumerate(items):
+            prefix = f"[{index}]." if batch else ""
+            before = len(errors)
+            event = _event(item, prefix, errors, careful, check_text, check_depth)
+            if event is None or len(errors) > before:
+                continue
+            text = None if event.data is None else json_exact.dumps(event.data).decode()
+            if text is not None and len(text) > limits.event_data_bytes_max:
+                raise TooLarge(
+                    f"{prefix}data is {len(text)} bytes; an event's data may have at most "
+                    f"{limits.event_data_bytes_max}",
+                    field=f"{prefix}data",
+                )
+            events.append(event)
+            texts.append(text)
+        if errors:
+            _raise(errors)
+        return ParsedBatch(events, texts)
+    except AllotmentError as error:
+        # The whole batch is refused: the metrics count every event of it.
+        setattr(error, _REFUSED_EVENTS, len(items))
+        raise
+
+
+_REFUSED_EVENTS = "allotment_refused_events"
+
+
+def refused_events(error: AllotmentError) -> int:
+    """How many events a refused ingest body held (1 when it was no list of events at all)."""
+    return int(getattr(error, _REFUSED_EVENTS, 1))
 
 
 def _event(
