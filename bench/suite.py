@@ -603,12 +603,21 @@ def b1_events(ctx: Context, count: int, prefix: str) -> list[references.RawEvent
         [ds.subject(r) for r in range(1, scale.subjects + 1)], weights=weights, k=count
     )
     first = ctx.dataset.layout.first_event.timestamp()
-    last = (datetime.now(UTC) - timedelta(minutes=1)).timestamp()
+    now = datetime.now(UTC)
+    last = (now - timedelta(minutes=1)).timestamp()
+
+    def when() -> datetime:
+        # As a live service sends them: just now, and as in the data set a few late, by up
+        # to the whole period so far.
+        if rng.random() < scale.late_fraction:
+            return datetime.fromtimestamp(round(first + rng.random() * (last - first), 3), UTC)
+        return now - timedelta(seconds=round(1 + rng.random() * 59, 3))
+
     return [
         references.RawEvent(
             id=f"{prefix}-{ctx.run_id}-{i}",
             subject=subjects[i],
-            time=datetime.fromtimestamp(round(first + rng.random() * (last - first), 3), UTC),
+            time=when(),
             data={"tokens": 1 + int(rng.lognormvariate(5.0, 1.2)), "model": rng.choice(ds.MODELS)},
         )
         for i in range(count)
