@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -27,12 +28,13 @@ def _as_postgres() -> list[str]:
 
 
 class ThrowawayPostgres:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int | None = None) -> None:
         bindir = _bindir()
         if bindir is None:
             pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
         self.bindir = bindir
-        self.port = port
+        # A free port by default: a fixed one collides with another test run on the machine.
+        self.port = port if port is not None else _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="allotment-pg-"))
         self.data = self.root / "data"
         os.chmod(self.root, 0o777)
@@ -121,3 +123,9 @@ def wait_until(condition: object, timeout: float, interval: float = 0.05) -> boo
             return True
         time.sleep(interval)
     return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

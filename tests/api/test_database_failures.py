@@ -99,7 +99,7 @@ def test_unexpected_errors_log_no_message_and_no_traceback(
 
 @pytest.fixture
 def cluster() -> Iterator[ThrowawayPostgres]:
-    server = ThrowawayPostgres(port=18261)
+    server = ThrowawayPostgres()
     server.start()
     try:
         yield server

@@ -273,7 +273,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_stores_nothing_twice(
 
 @pytest.fixture
 def cluster() -> Iterator[ThrowawayPostgres]:
-    server = ThrowawayPostgres(port=18271)
+    server = ThrowawayPostgres()
     server.start()
     try:
         yield server
