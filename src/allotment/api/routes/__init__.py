@@ -13,6 +13,7 @@ from allotment.api.routes import (
     meters,
     plans,
     subjects,
+    subscriptions,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -24,4 +25,5 @@ ROUTERS: list[APIRouter] = [
     entitlements.router,
     grants.router,
     plans.router,
+    subscriptions.router,
 ]

@@ -1,0 +1,93 @@
+"""Routes for subscriptions (OpenMeter v1): create, read, a customer's list, change, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Path, Query
+
+from allotment.api.deps import Context
+from allotment.api.routes.customers import CustomerIdOrKey
+from allotment.api.routing import MANAGE, READ, ApiRoute
+from allotment.api.schemas.common import Page
+from allotment.api.schemas.query_params import PageList
+from allotment.api.schemas.subscriptions import (
+    CancelBody,
+    SubscriptionChangeBody,
+    SubscriptionChangeOut,
+    SubscriptionCreateBody,
+    SubscriptionExpandedOut,
+    SubscriptionOut,
+)
+from allotment.domain.listing import SortOrder
+from allotment.domain.subscriptions import SubscriptionStatus
+from allotment.services import subscriptions
+
+router = APIRouter(route_class=ApiRoute, tags=["subscriptions"])
+
+SubscriptionId = Annotated[str, Path(alias="subscriptionId")]
+
+
+@router.post("/api/v1/subscriptions", dependencies=[MANAGE], status_code=201)
+def create_subscription(context: Context, body: SubscriptionCreateBody) -> SubscriptionOut:
+    """From a published plan (`plan: {key, version?}`) or a per-customer `customPlan`; the
+    plan's entitlements are created in the same transaction. 409 when the customer already
+    has a subscription then."""
+    view = subscriptions.create_subscription(context, body.to_request())
+    return SubscriptionOut.of(view.subscription, context.clock())
+
+
+@router.get("/api/v1/subscriptions/{subscriptionId}", dependencies=[READ])
+def get_subscription(context: Context, subscription_id: SubscriptionId) -> SubscriptionExpandedOut:
+    """With its phases, and each item's feature and entitlement."""
+    view = subscriptions.get_subscription(context, subscription_id)
+    return SubscriptionExpandedOut.of_view(view, context.clock())
+
+
+@router.get("/api/v1/customers/{customerIdOrKey}/subscriptions", dependencies=[READ])
+def list_customer_subscriptions(
+    context: Context,
+    customer: CustomerIdOrKey,
+    shape: PageList,
+    status: Annotated[list[SubscriptionStatus] | None, Query()] = None,
+    order: SortOrder = SortOrder.ASC,
+    order_by: Annotated[Literal["activeFrom", "activeTo"], Query(alias="orderBy")] = "activeFrom",
+) -> Page[SubscriptionOut]:
+    result = subscriptions.list_customer_subscriptions(
+        context,
+        customer,
+        statuses=tuple(status or ()),
+        window=shape.window,
+        order=order,
+        order_by=order_by,
+    )
+    now = context.clock()
+    return shape.paginated([SubscriptionOut.of(s, now) for s in result.items], result.total_count)
+
+
+@router.post("/api/v1/subscriptions/{subscriptionId}/change", dependencies=[MANAGE])
+def change_subscription(
+    context: Context, subscription_id: SubscriptionId, body: SubscriptionChangeBody
+) -> SubscriptionChangeOut:
+    """Upgrade or downgrade: the subscription ends at `timing` and the new plan's starts there.
+    Usage counted this period and top-ups carry over to the new plan's entitlements."""
+    result = subscriptions.change_subscription(context, subscription_id, body.to_request())
+    return SubscriptionChangeOut.of(result, context.clock())
+
+
+@router.post("/api/v1/subscriptions/{subscriptionId}/cancel", dependencies=[MANAGE])
+def cancel_subscription(
+    context: Context,
+    subscription_id: SubscriptionId,
+    body: Annotated[CancelBody | None, Body()] = None,
+) -> SubscriptionOut:
+    """Immediately unless `timing` says otherwise; its entitlements end with it."""
+    timing = (body or CancelBody()).to_timing()
+    canceled = subscriptions.cancel_subscription(context, subscription_id, timing)
+    return SubscriptionOut.of(canceled, context.clock())
+
+
+@router.post("/api/v1/subscriptions/{subscriptionId}/unschedule-cancelation", dependencies=[MANAGE])
+def unschedule_cancelation(context: Context, subscription_id: SubscriptionId) -> SubscriptionOut:
+    restored = subscriptions.unschedule_cancelation(context, subscription_id)
+    return SubscriptionOut.of(restored, context.clock())

@@ -1,0 +1,539 @@
+"""Subscriptions: create, read, list, change (upgrade or downgrade), cancel, undo a cancel.
+
+Each use case is one transaction, and the entitlements follow the subscription inside it: a
+create makes every templated entitlement of every phase (each with its phase's window) through
+the entitlement create rules (`entitlements.add_entitlement`); a change or cancel moves the
+end of the entitlements it cuts, and a change starts the next plan's at the same instant.
+
+Better than OpenMeter (its issue #3293, discussion #4394):
+
+- A change keeps the usage already counted this period for every feature that stays metered:
+  the next entitlement measures usage from the start of the old one's current usage period (a
+  change at a period boundary therefore starts at zero). 800 used of Free's 1,000, then Pro's
+  10,000,000: 9,999,200 left, not a reset.
+- Top-ups survive a change: the old entitlement's grants other than its `issueAfterReset` grant
+  that have not expired by the change are copied to the next one, as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from allotment.domain.customers import Customer
+from allotment.domain.entitlement_requests import (
+    ISSUE_AFTER_RESET_ANNOTATION,
+    check_request,
+)
+from allotment.domain.entitlements import Entitlement
+from allotment.domain.features import Feature
+from allotment.domain.grant_requests import with_prefix
+from allotment.domain.listing import ListResult, SortOrder, Window
+from allotment.domain.plans import (
+    PlanStatus,
+    PlanTerms,
+    RateCard,
+    check_terms,
+    rate_card_field,
+    template_request,
+)
+from allotment.domain.subscriptions import (
+    PlanReference,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+    Timing,
+    TimingPreset,
+    normalised_anchor,
+    resolve_timing,
+    starting_phase_terms,
+)
+from allotment.domain.text import is_storable_text
+from allotment.errors import Conflict, InvalidInput, NotFound
+from allotment.ids import is_ulid, new_id
+from allotment.services.context import ServiceContext
+from allotment.services.customers import resolve_customer
+from allotment.services.entitlements import EntitlementView, add_entitlement, views_of
+from allotment.services.plans import check_features, resolve_plan
+from allotment.storage import UnitOfWork
+
+SUBSCRIPTION_FIELD = "subscriptionId"
+CARRIED_FROM_ANNOTATION = "carriedFromGrantId"
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    """A published plan by key (and version), or a custom plan's terms."""
+
+    plan_key: str | None = None
+    plan_version: int | None = None
+    custom: PlanTerms | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionRequest:
+    plan: PlanChoice
+    customer_id: str | None = None
+    customer_key: str | None = None
+    timing: Timing = TimingPreset.IMMEDIATE
+    billing_anchor: datetime | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: Mapping[str, str] | None = None
+    starting_phase: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    plan: PlanChoice
+    timing: Timing
+    billing_anchor: datetime | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: Mapping[str, str] | None = None
+    starting_phase: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemView:
+    item: SubscriptionItem
+    card: RateCard
+    feature: Feature | None
+    entitlement: EntitlementView | None
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    subscription: Subscription
+    items: Sequence[ItemView]
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    current: Subscription
+    next: SubscriptionView
+
+
+def create_subscription(context: ServiceContext, request: SubscriptionRequest) -> SubscriptionView:
+    """Subscribes a customer from now (or a later time) and creates the entitlements. Raises
+    NotFound for an unknown customer or plan, InvalidInput for a plan that is not active or a
+    custom plan that breaks a rule, Conflict when the customer has a subscription then, or an
+    entitlement of its own for one of the plan's features."""
+    now = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        customer = _customer(uow, request)
+        terms, plan = _terms(uow, request.plan, now)
+        terms = starting_phase_terms(terms, request.starting_phase)
+        start = resolve_timing(request.timing, now, None)
+        uow.subscriptions.lock_customer(customer.id)
+        for other in uow.subscriptions.of_customer(customer.id):
+            if other.active_to is None or other.active_to > start:
+                raise Conflict(
+                    f"customer {customer.id} already has subscription {other.id} then; change "
+                    "it instead",
+                    field="customerId" if request.customer_id else "customerKey",
+                    conflicting_entity_id=other.id,
+                )
+        subscription = _new_subscription(
+            customer.id, terms, plan, start, now, request.billing_anchor or start, request
+        )
+        uow.subscriptions.add(subscription)
+        _materialise(uow, customer, subscription, now, {})
+        view = _view(uow, subscription, now)
+        uow.commit()
+    return view
+
+
+def change_subscription(
+    context: ServiceContext, subscription_id: str, request: ChangeRequest
+) -> ChangeResult:
+    """Ends the subscription at the timing's instant and starts the new plan's there, with the
+    same billing anchor unless one is given. Usage this period and top-ups carry over."""
+    now = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        current = _require(uow, subscription_id)
+        customer = resolve_customer(uow, current.customer_id, include_deleted=True)
+        uow.subscriptions.lock_customer(customer.id)
+        current = _require(uow, subscription_id)
+        status = current.status(now)
+        if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELED):
+            raise Conflict(
+                f"subscription {current.id} is {status.value}; only a running one can change",
+                field=SUBSCRIPTION_FIELD,
+            )
+        at = resolve_timing(request.timing, now, current.billing)
+        if current.active_to is not None and at >= current.active_to:
+            raise InvalidInput(
+                f"subscription {current.id} ends at {current.active_to.isoformat()}, before "
+                "the change would take effect",
+                field="timing",
+            )
+        terms, plan = _terms(uow, request.plan, now)
+        terms = starting_phase_terms(terms, request.starting_phase)
+        _cancel_successors(uow, current, now)
+        cut = _end_at(uow, current, at, now)
+        anchor = request.billing_anchor or current.billing_anchor
+        following = _new_subscription(customer.id, terms, plan, at, now, anchor, request)
+        uow.subscriptions.add(following)
+        _materialise(uow, customer, following, now, cut)
+        ended = replace(current, active_to=at, updated_at=now)
+        result = ChangeResult(ended, _view(uow, following, now))
+        uow.commit()
+    return result
+
+
+def cancel_subscription(
+    context: ServiceContext, subscription_id: str, timing: Timing = TimingPreset.IMMEDIATE
+) -> Subscription:
+    """Ends the subscription (and its entitlements) at the timing's instant; a change scheduled
+    after it is cancelled with it. A scheduled subscription cancelled before it starts never
+    starts."""
+    now = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        subscription = _require(uow, subscription_id)
+        uow.subscriptions.lock_customer(subscription.customer_id)
+        subscription = _require(uow, subscription_id)
+        if subscription.status(now) is SubscriptionStatus.INACTIVE:
+            raise Conflict(
+                f"subscription {subscription.id} has already ended", field=SUBSCRIPTION_FIELD
+            )
+        at = max(resolve_timing(timing, now, subscription.billing), subscription.active_from)
+        if subscription.active_to is not None and at > subscription.active_to:
+            raise InvalidInput(
+                f"subscription {subscription.id} already ends at "
+                f"{subscription.active_to.isoformat()}",
+                field="timing",
+            )
+        _cancel_successors(uow, subscription, now)
+        _end_at(uow, subscription, at, now)
+        uow.commit()
+    return replace(subscription, active_to=at, updated_at=now)
+
+
+def unschedule_cancelation(context: ServiceContext, subscription_id: str) -> Subscription:
+    """Undoes a cancel that has not taken effect: the subscription and its entitlements run
+    as their plan says again. Conflict when it is not cancelled, or a change follows it."""
+    now = context.clock()
+    with context.database.unit_of_work(write=True) as uow:
+        subscription = _require(uow, subscription_id)
+        uow.subscriptions.lock_customer(subscription.customer_id)
+        subscription = _require(uow, subscription_id)
+        end = subscription.active_to
+        if end is None or end <= now or end == subscription.natural_end:
+            raise Conflict(
+                f"subscription {subscription.id} has no cancelation to undo",
+                field=SUBSCRIPTION_FIELD,
+            )
+        for other in uow.subscriptions.of_customer(subscription.customer_id):
+            if other.id != subscription.id and other.active_from >= end:
+                raise Conflict(
+                    f"subscription {other.id} follows it from {end.isoformat()} (a change); "
+                    "cancel that one instead",
+                    field=SUBSCRIPTION_FIELD,
+                    conflicting_entity_id=other.id,
+                )
+        restored = replace(subscription, active_to=subscription.natural_end, updated_at=now)
+        uow.subscriptions.set_active_to(subscription.id, restored.active_to, now)
+        _restore_items(uow, restored, now)
+        uow.commit()
+    return restored
+
+
+def get_subscription(context: ServiceContext, subscription_id: str) -> SubscriptionView:
+    now = context.clock()
+    with context.database.unit_of_work() as uow:
+        return _view(uow, _require(uow, subscription_id), now)
+
+
+def list_customer_subscriptions(
+    context: ServiceContext,
+    customer_id_or_key: str,
+    *,
+    statuses: Sequence[SubscriptionStatus] = (),
+    window: Window | None = None,
+    order: SortOrder = SortOrder.ASC,
+    order_by: str = "activeFrom",
+) -> ListResult[Subscription]:
+    now = context.clock()
+    with context.database.unit_of_work() as uow:
+        customer = resolve_customer(uow, customer_id_or_key)
+        return uow.subscriptions.search_customer(
+            customer.id, now, statuses=statuses, order_by=order_by, order=order, window=window
+        )
+
+
+def current_subscription_ids(
+    uow: UnitOfWork, customer_ids: Sequence[str], now: datetime
+) -> dict[str, str]:
+    """Each customer's subscription active now (customer responses show it)."""
+    return uow.subscriptions.current_ids(customer_ids, now)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _customer(uow: UnitOfWork, request: SubscriptionRequest) -> Customer:
+    """customerId wins over customerKey, as in OpenMeter."""
+    if request.customer_id is not None:
+        wanted, field = request.customer_id, "customerId"
+    elif request.customer_key is not None:
+        wanted, field = request.customer_key, "customerKey"
+    else:
+        message = "either customerId or customerKey is required"
+        raise InvalidInput(message, field="customerId")
+    try:
+        return resolve_customer(uow, wanted)
+    except NotFound as error:
+        raise NotFound(error.message, field=field) from error
+
+
+def _terms(
+    uow: UnitOfWork, choice: PlanChoice, now: datetime
+) -> tuple[PlanTerms, PlanReference | None]:
+    if choice.custom is not None:
+        try:
+            check_terms(choice.custom)
+        except InvalidInput as error:
+            raise with_prefix(error, "customPlan.") from error
+        check_features(uow, choice.custom, prefix="customPlan.")
+        return choice.custom, None
+    assert choice.plan_key is not None
+    plan = resolve_plan(uow, choice.plan_key, now, version=choice.plan_version, field="plan.key")
+    status = plan.status(now)
+    if status is not PlanStatus.ACTIVE:
+        raise InvalidInput(
+            f"plan '{plan.key}' version {plan.version} is {status.value}; only an active "
+            "(published) plan takes subscriptions",
+            field="plan.version" if choice.plan_version is not None else "plan.key",
+        )
+    check_features(uow, plan.terms)
+    return plan.terms, PlanReference(plan.id, plan.key, plan.version)
+
+
+def _new_subscription(
+    customer_id: str,
+    terms: PlanTerms,
+    plan: PlanReference | None,
+    start: datetime,
+    now: datetime,
+    anchor: datetime,
+    request: SubscriptionRequest | ChangeRequest,
+) -> Subscription:
+    subscription = Subscription(
+        id=new_id(),
+        customer_id=customer_id,
+        name=request.name or terms.name,
+        description=request.description or terms.description,
+        metadata=request.metadata,
+        plan=plan,
+        terms=terms,
+        phase_ids=tuple(new_id() for _ in terms.phases),
+        billing_anchor=normalised_anchor(terms.billing_cadence, anchor, start),
+        active_from=start,
+        created_at=now,
+        updated_at=now,
+    )
+    return replace(subscription, active_to=subscription.natural_end)
+
+
+def _require(uow: UnitOfWork, subscription_id: str) -> Subscription:
+    found = None
+    if is_storable_text(subscription_id) and is_ulid(subscription_id):
+        found = uow.subscriptions.get(subscription_id)
+    if found is None or found.deleted_at is not None:
+        raise NotFound(f"subscription not found: {subscription_id}", field=SUBSCRIPTION_FIELD)
+    return found
+
+
+def _materialise(
+    uow: UnitOfWork,
+    customer: Customer,
+    subscription: Subscription,
+    now: datetime,
+    carried: Mapping[str, Entitlement],
+) -> None:
+    """Items and entitlements of every phase. `carried`: the entitlements the previous
+    subscription ended at this one's start, by feature key (usage and top-ups carry over)."""
+    before = dict(carried)
+    for window in subscription.phase_windows():
+        phase = subscription.terms.phases[window.index]
+        for card_index, card in enumerate(phase.rate_cards):
+            entitlement_id = None
+            if card.entitlement_template is not None and not window.is_empty:
+                assert card.feature_key is not None
+                where = f"{rate_card_field(window.index, card_index)}.entitlementTemplate."
+                previous = before.get(card.feature_key)
+                if previous is not None and previous.ends_at != window.start:
+                    previous = None
+                entitlement = _entitlement_for(
+                    uow,
+                    customer,
+                    subscription,
+                    card,
+                    window.start,
+                    window.end,
+                    previous,
+                    now,
+                    where,
+                )
+                entitlement_id = entitlement.id
+                before[card.feature_key] = entitlement
+            uow.subscriptions.add_item(
+                SubscriptionItem(
+                    id=new_id(),
+                    subscription_id=subscription.id,
+                    phase_index=window.index,
+                    rate_card_key=card.key,
+                    entitlement_id=entitlement_id,
+                    active_from=window.start,
+                    active_to=window.end,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+
+def _entitlement_for(
+    uow: UnitOfWork,
+    customer: Customer,
+    subscription: Subscription,
+    card: RateCard,
+    start: datetime,
+    end: datetime | None,
+    previous: Entitlement | None,
+    now: datetime,
+    where: str,
+) -> Entitlement:
+    request = template_request(card, anchor=subscription.billing_anchor)
+    carry = previous is not None and previous.is_metered and request.usage_period is not None
+    if request.usage_period is not None:
+        if carry:
+            assert previous is not None
+            timeline = previous.timeline(uow.entitlements.resets(previous.id))
+            measure_from = timeline.current_period_at(start).start
+        else:
+            measure_from = start
+        request = replace(request, measure_usage_from=measure_from)
+    try:
+        check_request(request)
+    except InvalidInput as error:
+        raise with_prefix(error, where) from error
+    entitlement = add_entitlement(uow, customer, request, now, active_from=start, active_to=end)
+    if carry:
+        assert previous is not None
+        _carry_grants(uow, previous, entitlement, start, now)
+    return entitlement
+
+
+def _carry_grants(
+    uow: UnitOfWork, previous: Entitlement, entitlement: Entitlement, at: datetime, now: datetime
+) -> None:
+    for grant in uow.grants.for_entitlements([previous.id])[previous.id]:
+        if grant.annotations.get(ISSUE_AFTER_RESET_ANNOTATION):
+            continue
+        if grant.voided_at is not None or grant.deleted_at is not None:
+            continue
+        if grant.expires_at is not None and grant.expires_at <= at:
+            continue
+        uow.grants.add(
+            replace(
+                grant,
+                id=new_id(),
+                entitlement_id=entitlement.id,
+                created_at=now,
+                updated_at=now,
+                annotations={**grant.annotations, CARRIED_FROM_ANNOTATION: grant.id},
+            )
+        )
+
+
+def _end_at(
+    uow: UnitOfWork, subscription: Subscription, at: datetime, now: datetime
+) -> dict[str, Entitlement]:
+    """Ends the subscription and its items at `at`; items that would start later never
+    start. Returns the entitlements running up to `at`, by feature key."""
+    uow.subscriptions.set_active_to(subscription.id, at, now)
+    running: dict[str, Entitlement] = {}
+    for item in uow.subscriptions.items_of(subscription.id):
+        if item.active_from >= at:
+            end = item.active_from
+        elif item.active_to is None or item.active_to > at:
+            end = at
+        else:
+            continue
+        uow.subscriptions.set_item_active_to(item.id, end, now)
+        if item.entitlement_id is None:
+            continue
+        uow.entitlements.lock(item.entitlement_id)
+        entitlement = uow.entitlements.get(item.entitlement_id)
+        if entitlement is None or entitlement.deleted_at is not None:
+            continue
+        uow.entitlements.set_active_to(entitlement.id, end, now)
+        if end == at and entitlement.active_from < at:
+            running[entitlement.feature_key] = replace(entitlement, active_to=at)
+    return running
+
+
+def _restore_items(uow: UnitOfWork, subscription: Subscription, now: datetime) -> None:
+    windows = {w.index: w for w in subscription.phase_windows()}
+    for item in uow.subscriptions.items_of(subscription.id):
+        end = windows[item.phase_index].end
+        uow.subscriptions.set_item_active_to(item.id, end, now)
+        if item.entitlement_id is None:
+            continue
+        uow.entitlements.lock(item.entitlement_id)
+        entitlement = uow.entitlements.get(item.entitlement_id)
+        if entitlement is None or entitlement.deleted_at is not None:
+            continue
+        clash = uow.entitlements.overlapping(
+            entitlement.customer_id,
+            entitlement.feature_key,
+            entitlement.active_from,
+            end,
+            excluding=entitlement.id,
+        )
+        if clash is not None:
+            raise Conflict(
+                f"entitlement {clash.id} for '{entitlement.feature_key}' was created since the "
+                "cancelation; delete it first",
+                field=SUBSCRIPTION_FIELD,
+                conflicting_entity_id=clash.id,
+            )
+        uow.entitlements.set_active_to(entitlement.id, end, now)
+
+
+def _cancel_successors(uow: UnitOfWork, subscription: Subscription, now: datetime) -> None:
+    """A change scheduled after this subscription (its successor) goes when this one changes
+    or is cancelled again: it would otherwise start regardless."""
+    end = subscription.active_to
+    if end is None:
+        return
+    for other in uow.subscriptions.of_customer(subscription.customer_id):
+        if other.id != subscription.id and other.active_from >= end:
+            _end_at(uow, other, other.active_from, now)
+
+
+def _view(uow: UnitOfWork, subscription: Subscription, now: datetime) -> SubscriptionView:
+    items = uow.subscriptions.items_of(subscription.id)
+    entitlements = [
+        e
+        for e in (uow.entitlements.get(i.entitlement_id) for i in items if i.entitlement_id)
+        if e is not None
+    ]
+    views = {v.entitlement.id: v for v in views_of(uow, entitlements, now)}
+    features: dict[str, Feature | None] = {}
+    result = []
+    for item in items:
+        phase = subscription.terms.phases[item.phase_index]
+        card = next(c for c in phase.rate_cards if c.key == item.rate_card_key)
+        feature = None
+        if card.feature_key is not None:
+            if card.feature_key not in features:
+                features[card.feature_key] = uow.features.get_by_key(
+                    card.feature_key, include_archived=True
+                )
+            feature = features[card.feature_key]
+        entitlement = views.get(item.entitlement_id) if item.entitlement_id else None
+        result.append(ItemView(item, card, feature, entitlement))
+    return SubscriptionView(subscription, result)
