@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from allotment import logs
-from allotment.cli import access, customers, entitlements, features, grants, keys, meters
+from allotment.cli import (
+    access,
+    customers,
+    entitlements,
+    features,
+    grants,
+    keys,
+    meters,
+    plans,
+    subscriptions,
+)
 from allotment.cli.state import STATE
 from allotment.settings import Settings
 
@@ -22,6 +32,8 @@ app.add_typer(customers.app, name="customers")
 app.add_typer(features.app, name="features")
 app.add_typer(entitlements.app, name="entitlements")
 app.add_typer(grants.app, name="grants")
+app.add_typer(plans.app, name="plans")
+app.add_typer(subscriptions.app, name="subscriptions")
 app.command("access")(access.access)
 
 

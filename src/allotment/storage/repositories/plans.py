@@ -9,9 +9,9 @@ from sqlalchemy import ColumnElement, and_, func, insert, null, or_, select, upd
 from sqlalchemy.exc import IntegrityError
 
 from allotment.domain.listing import ListResult, SortOrder, Window
+from allotment.domain.plan_documents import phases_document, phases_of
 from allotment.domain.plans import Plan, PlanFilter, PlanOrderBy, PlanStatus, PlanTerms
 from allotment.errors import Conflict
-from allotment.storage.plan_documents import phases_document, phases_of
 from allotment.storage.repositories.base import Repository, json_document
 from allotment.storage.tables import plans
 

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 
 from allotment.domain.listing import ListResult, SortOrder, Window
+from allotment.domain.plan_documents import terms_document, terms_of
 from allotment.domain.subscriptions import (
     PlanReference,
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
 )
-from allotment.storage.plan_documents import terms_document, terms_of
 from allotment.storage.repositories.base import Repository, json_document
 from allotment.storage.tables import subscription_items, subscriptions
 

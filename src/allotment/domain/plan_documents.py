@@ -1,6 +1,8 @@
-"""Plan terms as the JSON documents `plans.phases` and `subscriptions.terms` hold.
+"""Plan terms as JSON documents in the API's field names: what `plans.phases` and
+`subscriptions.terms` hold, and what the CLI reads from a plan file.
 
-Amounts are written as strings: a JSON column would otherwise keep them as binary floats.
+Amounts are written as strings: a JSON column would otherwise keep them as binary floats; they
+are read back from strings or exact numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from allotment.domain.plans import (
     RateCard,
     RateCardType,
 )
+from allotment.errors import InvalidInput
 
 
 def _template_document(template: EntitlementTemplate) -> dict[str, Any]:
@@ -138,3 +141,34 @@ def terms_of(document: Mapping[str, Any]) -> PlanTerms:
         settlement_mode=document.get("settlementMode"),
         phases=phases_of(document["phases"]),
     )
+
+
+def terms_from_file(document: Mapping[str, Any]) -> tuple[str | None, PlanTerms]:
+    """A plan file (a `PlanCreate` body): its key and terms, or InvalidInput naming what is
+    missing or malformed. The terms still need `plans.check_terms`."""
+    try:
+        phases = [
+            {
+                **phase,
+                "rateCards": [
+                    {**card, "entitlementTemplate": _file_template(card)}
+                    for card in phase.get("rateCards", [])
+                ],
+            }
+            for phase in document["phases"]
+        ]
+        terms = terms_of({"currency": "USD", **document, "phases": phases})
+    except KeyError as missing:
+        name = str(missing.args[0])
+        raise InvalidInput(f"the plan has no {name}", field=name) from None
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise InvalidInput(f"not a plan: {error}", field="phases") from error
+    key = document.get("key")
+    return (None if key is None else str(key)), terms
+
+
+def _file_template(card: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    template = card.get("entitlementTemplate")
+    if template is None or template.get("issueAfterReset") is None:
+        return template
+    return {**template, "issueAfterReset": str(template["issueAfterReset"])}
