@@ -17,7 +17,7 @@ from allotment.domain.subscriptions import (
     SubscriptionStatus,
 )
 from allotment.storage.repositories.base import Repository, json_document
-from allotment.storage.tables import subscription_items, subscriptions
+from allotment.storage.tables import customers, subscription_items, subscriptions
 
 
 def _to_subscription(row: Any) -> Subscription:
@@ -106,14 +106,12 @@ class SubscriptionRepository(Repository):
         return None if row is None else _to_subscription(row)
 
     def lock_customer(self, customer_id: str) -> None:
-        """Serialise subscription writes of one customer (one subscription at a time):
-        PostgreSQL locks the customer's subscription rows; SQLite write units exclude each
-        other already."""
+        """Serialise subscription writes of one customer (one subscription at a time), also
+        when it has none yet: PostgreSQL locks the customer's row; SQLite write units exclude
+        each other already."""
         if self.dialect == "postgresql":
             self.connection.execute(
-                select(subscriptions.c.id)
-                .where(subscriptions.c.customer_id == customer_id)
-                .with_for_update()
+                select(customers.c.id).where(customers.c.id == customer_id).with_for_update()
             )
 
     def of_customer(self, customer_id: str) -> list[Subscription]:
