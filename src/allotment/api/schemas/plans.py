@@ -9,9 +9,17 @@ fields that are not set, except those OpenMeter's schema requires while allowing
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    Field,
+    GetJsonSchemaHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel
 from allotment.domain import features as feature_rules
@@ -51,6 +59,14 @@ class SparseModel(WireModel):
     ) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {k: v for k, v in data.items() if v is not None or k in self.KEEP_NULL}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # Document the fields (what the serializer keeps), not the serializer's bare dict.
+        fields_only = {k: v for k, v in core_schema.items() if k != "serialization"}
+        return handler(cast(CoreSchema, fields_only))
 
 
 # -- entitlement templates ----------------------------------------------------------------------
