@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.helpers import send_usage, setup_catalogue
 from tests.api.plan_bodies import SSO_CARD, free_plan, plan_body, pro_plan, tokens_card
-from tests.api.problems import problem_fields
+from tests.api.problems import problem, problem_fields
 from tests.conftest import SettableClock
 
 START = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -141,6 +141,21 @@ def test_free_then_pro_mid_month_keeps_usage_then_top_up_downgrade_and_cancel(
     assert _tokens(client)["hasAccess"] is False
     assert _access(client) == {}
     assert "currentSubscriptionId" not in client.get("/api/v1/customers/acme").json()
+    assert client.delete("/api/v1/customers/acme").status_code == 204
+
+
+def test_a_customer_with_a_running_subscription_is_not_deleted(
+    client: TestClient, clock: SettableClock
+) -> None:
+    _setup(client, clock)
+    custom = plan_body("nothing_metered", {**SSO_CARD, "entitlementTemplate": None})
+    del custom["key"]
+    created = client.post(
+        "/api/v1/subscriptions", json={"customPlan": custom, "customerKey": "acme"}
+    )
+    assert created.status_code == 201, created.text
+    refused = client.delete("/api/v1/customers/acme")
+    assert problem(refused, 409)["extensions"]["conflictingEntityId"] == created.json()["id"]
 
 
 def test_a_scheduled_cancel_can_be_undone(client: TestClient, clock: SettableClock) -> None:

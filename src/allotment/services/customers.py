@@ -113,7 +113,8 @@ def with_subscriptions(
 
 
 def delete_customer(context: ServiceContext, id_or_key: str) -> None:
-    """Soft delete, refused while the customer has entitlements that have not ended."""
+    """Soft delete, refused while the customer has entitlements or subscriptions that have not
+    ended."""
     at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         uow.customers.lock_attribution()
@@ -126,6 +127,17 @@ def delete_customer(context: ServiceContext, id_or_key: str) -> None:
                 f"customer {id_or_key} has {len(active)} active entitlement(s); "
                 "delete them before deleting the customer",
                 conflicting_entity_id=active[0],
+            )
+        running = [
+            s.id
+            for s in uow.subscriptions.of_customer(customer.id)
+            if s.active_to is None or s.active_to > at
+        ]
+        if running:
+            raise Conflict(
+                f"customer {id_or_key} has subscription {running[0]} that has not ended; "
+                "cancel it before deleting the customer",
+                conflicting_entity_id=running[0],
             )
         uow.customers.delete(customer.id, at)
         uow.commit()
