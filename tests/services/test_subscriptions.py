@@ -19,7 +19,7 @@ from allotment.domain.plans import (
     RateCard,
     RateCardType,
 )
-from allotment.domain.subscriptions import TimingPreset
+from allotment.domain.subscriptions import SubscriptionStatus, TimingPreset
 from allotment.errors import Conflict
 from allotment.services import (
     customers,
@@ -155,7 +155,13 @@ def test_cancelling_a_subscription_with_a_scheduled_change_cancels_the_change(
     later = START + timedelta(days=40)
     clock.set(later)
     assert entitlement_values.customer_access(setup, "acme") == {}
-    assert subs.get_subscription(setup, free).subscription.active_to == START + timedelta(days=31)
+    never = subs.get_subscription(setup, free).subscription
+    assert never.active_to == never.active_from == START + timedelta(days=31)
+    assert never.status(START + timedelta(days=3)).value == "inactive"
+    listed = subs.list_customer_subscriptions(
+        setup, "acme", statuses=(SubscriptionStatus.SCHEDULED,)
+    )
+    assert listed.items == []
     with pytest.raises(Conflict):
         subs.change_subscription(
             setup,

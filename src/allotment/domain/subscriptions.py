@@ -15,8 +15,8 @@ Rules:
   now; an instant must not be in the past (to the minute).
 - A customer has at most one subscription at any instant: a change ends the current one at the
   change's time and starts the next one there.
-- Status: scheduled before `activeFrom`; inactive from `activeTo`; canceled while an end is set
-  and not reached; otherwise active.
+- Status: scheduled before `activeFrom`; inactive from `activeTo` (and at once for one cancelled
+  before it started); canceled while an end is set and not reached; otherwise active.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class Subscription:
     deleted_at: datetime | None = None
 
     def status(self, now: datetime) -> SubscriptionStatus:
+        if self.active_to is not None and self.active_to <= self.active_from:
+            return SubscriptionStatus.INACTIVE  # cancelled before it started: it never runs
         if now < self.active_from:
             return SubscriptionStatus.SCHEDULED
         if self.active_to is not None and self.active_to <= now:

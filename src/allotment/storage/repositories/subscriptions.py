@@ -57,11 +57,13 @@ def _to_item(row: Any) -> SubscriptionItem:
 
 
 def _status_condition(status: SubscriptionStatus, now: datetime) -> ColumnElement[bool]:
+    """`Subscription.status` in SQL."""
     start, end = subscriptions.c.active_from, subscriptions.c.active_to
+    runs = or_(end.is_(None), end > start)
     if status is SubscriptionStatus.SCHEDULED:
-        return start > now
+        return and_(start > now, runs)
     if status is SubscriptionStatus.INACTIVE:
-        return and_(start <= now, end.is_not(None), end <= now)
+        return and_(end.is_not(None), or_(end <= now, end <= start))
     if status is SubscriptionStatus.CANCELED:
         return and_(start <= now, end.is_not(None), end > now)
     return and_(start <= now, end.is_(None))
