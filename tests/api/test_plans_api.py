@@ -178,3 +178,22 @@ def test_unknown_plans_and_bad_bodies(client: TestClient) -> None:
     response = client.post("/api/v1/plans", json={**free_plan(), "phases": []})
     assert response.status_code == 400
     assert any("phases" in f for f in problem_fields(response))
+
+
+def test_hostile_plans_are_400s_naming_the_field(client: TestClient) -> None:
+    setup_catalogue(client)
+    nul = free_plan()
+    nul["name"] = "Free\u0000"
+    nul["phases"][0]["rateCards"][0]["name"] = "AI\u0000"
+    assert problem_fields(client.post("/api/v1/plans", json=nul)) == [
+        "name",
+        "phases.0.rateCards.0.name",
+    ]
+    ulid_key = {**free_plan(), "key": "01hzzzzzzzzzzzzzzzzzzzzzzz"}
+    assert problem_fields(client.post("/api/v1/plans", json=ulid_key)) == ["key"]
+    long_phase = plan_body("long", tokens_card(5), billingCadence="P200Y")
+    assert problem_fields(client.post("/api/v1/plans", json=long_phase)) == ["billingCadence"]
+    many = plan_body("many", tokens_card(5))
+    trial = {"key": "p", "name": "P", "duration": "P100Y", "rateCards": []}
+    many["phases"] = [{**trial, "key": f"p{i}"} for i in range(30)] + many["phases"]
+    assert problem_fields(client.post("/api/v1/plans", json=many)) == ["phases"]

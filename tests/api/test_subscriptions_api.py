@@ -293,3 +293,23 @@ def test_a_manual_entitlement_for_a_plan_feature_is_a_conflict(
     # Nothing of the subscription was kept.
     assert client.get("/api/v1/customers/acme/subscriptions").json()["items"] == []
     assert set(_access(client)) == {"saml_sso"}
+
+
+def test_hostile_subscriptions_are_400s_naming_the_field(
+    client: TestClient, clock: SettableClock
+) -> None:
+    _setup(client, clock)
+    base = {"plan": {"key": "free"}, "customerKey": "acme"}
+    for extra, field in (
+        ({"name": "x\u0000"}, "name"),
+        ({"metadata": {"a": "\u0000"}}, "metadata"),
+        ({"billingAnchor": "9999-01-01T00:00:00Z"}, "billingAnchor"),
+        ({"timing": "9999-01-01T00:00:00Z"}, "timing"),
+    ):
+        response = client.post("/api/v1/subscriptions", json={**base, **extra})
+        assert problem_fields(response) == [field], extra
+    created = _subscribe(client, "free")
+    far = client.post(
+        f"/api/v1/subscriptions/{created['id']}/cancel", json={"timing": "9999-01-01T00:00:00Z"}
+    )
+    assert problem_fields(far) == ["timing"]

@@ -28,9 +28,11 @@ from typing import Any
 from allotment.domain.entitlement_requests import EntitlementRequest, check_request
 from allotment.domain.entitlements import EntitlementType
 from allotment.domain.grant_requests import RecurrenceRequest, with_prefix
+from allotment.domain.instants import INTERVAL_SECONDS_MAX, checked_interval
 from allotment.domain.periods import Interval
-from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document
+from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import ErrorList, InvalidInput
+from allotment.ids import is_ulid
 
 
 class RateCardType(StrEnum):
@@ -147,6 +149,12 @@ class PlanFilter:
     key_versions: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
 
+def check_key(key: str, field: str = "key") -> None:
+    """A plan key names a plan in paths that take an id or a key: it may not look like an id."""
+    if not is_storable_text(key) or is_ulid(key):
+        raise InvalidInput("a plan key must not be shaped like a ULID", field=field)
+
+
 def rate_card_field(phase_index: int, card_index: int) -> str:
     return f"phases.{phase_index}.rateCards.{card_index}"
 
@@ -173,6 +181,8 @@ def check_terms(terms: PlanTerms) -> None:
     """Every rule that needs no stored state; one InvalidInput naming each bad field."""
     errors = ErrorList()
     for name, value in (
+        ("name", terms.name),
+        ("description", terms.description),
         ("metadata", terms.metadata),
         ("alignment", terms.alignment),
         ("proRatingConfig", terms.pro_rating_config),
@@ -198,10 +208,26 @@ def check_terms(terms: PlanTerms) -> None:
                 )
         else:
             _check_duration(errors, phase.duration, f"{where}.duration")
-        if phase.metadata is not None and not is_storable_document(phase.metadata):
-            errors.add(f"{where}.metadata", UNSTORABLE_TEXT)
+        for name, value in (
+            ("key", phase.key),
+            ("name", phase.name),
+            ("description", phase.description),
+            ("metadata", phase.metadata),
+        ):
+            if value is not None and not is_storable_document(value):
+                errors.add(f"{where}.{name}", UNSTORABLE_TEXT)
         _check_rate_cards(errors, index, phase.rate_cards)
+    if not errors.errors and _span_seconds(terms.phases) > INTERVAL_SECONDS_MAX:
+        errors.add("phases", "the phases together may span at most a hundred years")
     errors.raise_if_any("invalid plan")
+
+
+def _span_seconds(phases: Sequence[PlanPhase]) -> float:
+    return sum(
+        Interval.parse(p.duration, field="duration").approximate_seconds()
+        for p in phases
+        if p.duration is not None
+    )
 
 
 def _check_rate_cards(errors: ErrorList, phase_index: int, cards: Sequence[RateCard]) -> None:
@@ -213,6 +239,10 @@ def _check_rate_cards(errors: ErrorList, phase_index: int, cards: Sequence[RateC
             errors.add(f"{where}.key", f"rate card key '{card.key}' is used twice", "duplicate")
         seen.add(card.key)
         for name, document in (
+            ("key", card.key),
+            ("name", card.name),
+            ("description", card.description),
+            ("featureKey", card.feature_key),
             ("metadata", card.metadata),
             ("price", card.price),
             ("taxConfig", card.tax_config),
@@ -271,7 +301,7 @@ def _check_template(errors: ErrorList, where: str, card: RateCard) -> None:
 
 def _check_duration(errors: ErrorList, value: str, field_name: str) -> None:
     with errors.collecting():
-        Interval.parse(value, field=field_name)
+        checked_interval(Interval.parse(value, field=field_name), field_name)
 
 
 def phase_starts(phases: Sequence[PlanPhase], start: datetime) -> list[datetime]:

@@ -19,6 +19,7 @@ from allotment.domain.plans import (
     PlanOrderBy,
     PlanStatus,
     PlanTerms,
+    check_key,
     check_terms,
     rate_card_field,
 )
@@ -36,6 +37,7 @@ PLAN_FIELD = "planId"
 def create_plan(context: ServiceContext, key: str, terms: PlanTerms) -> Plan:
     """Version 1 of a new key (or the next number after deleted versions), as a draft. Raises
     Conflict when the key has a live version: `next_plan` makes the next one."""
+    check_key(key)
     check_terms(terms)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:

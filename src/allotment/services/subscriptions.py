@@ -29,6 +29,7 @@ from allotment.domain.entitlement_requests import (
 from allotment.domain.entitlements import Entitlement
 from allotment.domain.features import Feature
 from allotment.domain.grant_requests import with_prefix
+from allotment.domain.instants import checked_instant
 from allotment.domain.listing import ListResult, SortOrder, Window
 from allotment.domain.plans import (
     PlanStatus,
@@ -49,8 +50,8 @@ from allotment.domain.subscriptions import (
     resolve_timing,
     starting_phase_terms,
 )
-from allotment.domain.text import is_storable_text
-from allotment.errors import Conflict, InvalidInput, NotFound
+from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
+from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.customers import resolve_customer
@@ -120,6 +121,7 @@ def create_subscription(context: ServiceContext, request: SubscriptionRequest) -
     NotFound for an unknown customer or plan, InvalidInput for a plan that is not active or a
     custom plan that breaks a rule, Conflict when the customer has a subscription then, or an
     entitlement of its own for one of the plan's features."""
+    _check_request(request)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         customer = _customer(uow, request)
@@ -150,6 +152,7 @@ def change_subscription(
 ) -> ChangeResult:
     """Ends the subscription at the timing's instant and starts the new plan's there, with the
     same billing anchor unless one is given. Usage this period and top-ups carry over."""
+    _check_request(request)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         current = _require(uow, subscription_id)
@@ -189,6 +192,8 @@ def cancel_subscription(
     """Ends the subscription (and its entitlements) at the timing's instant; a change scheduled
     after it is cancelled with it. A scheduled subscription cancelled before it starts never
     starts."""
+    if isinstance(timing, datetime):
+        checked_instant(timing, "timing")
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         subscription = _require(uow, subscription_id)
@@ -309,6 +314,23 @@ def _terms(
         )
     check_features(uow, plan.terms)
     return plan.terms, PlanReference(plan.id, plan.key, plan.version)
+
+
+def _check_request(request: SubscriptionRequest | ChangeRequest) -> None:
+    errors = ErrorList()
+    for name, value in (
+        ("name", request.name),
+        ("description", request.description),
+        ("metadata", request.metadata),
+        ("startingPhase", request.starting_phase),
+    ):
+        if value is not None and not is_storable_document(value):
+            errors.add(name, UNSTORABLE_TEXT)
+    for name, instant in (("billingAnchor", request.billing_anchor), ("timing", request.timing)):
+        if isinstance(instant, datetime):
+            with errors.collecting():
+                checked_instant(instant, name)
+    errors.raise_if_any("invalid subscription")
 
 
 def _new_subscription(
