@@ -249,3 +249,18 @@ def test_a_manual_entitlement_and_a_subscription_do_not_overlap(
         setup, ACME, EntitlementRequest(type=EntitlementType.BOOLEAN, feature_key="sso")
     )
     assert created.entitlement.active_to is None
+
+
+def test_a_subscription_may_start_later(setup: ServiceContext, clock: SettableClock) -> None:
+    later = START + timedelta(days=5)
+    created = subs.create_subscription(
+        setup,
+        SubscriptionRequest(plan=PlanChoice(plan_key="pro"), customer_key="acme", timing=later),
+    )
+    assert created.subscription.status(START) is SubscriptionStatus.SCHEDULED
+    assert created.subscription.billing_anchor == later
+    assert entitlement_values.customer_access(setup, "acme") == {}
+    clock.set(later)
+    access = entitlement_values.customer_access(setup, "acme")
+    assert access["ai_tokens"].balance == 10_000_000
+    assert access["sso"].has_access is True
