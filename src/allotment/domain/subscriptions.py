@@ -31,6 +31,8 @@ from allotment.domain.plans import PlanTerms, phase_starts
 from allotment.domain.time import truncate_to_minute
 from allotment.errors import InvalidInput
 
+SUBSCRIPTION_FIELD = "subscriptionId"
+
 
 class SubscriptionStatus(StrEnum):
     ACTIVE = "active"

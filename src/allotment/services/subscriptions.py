@@ -2,7 +2,7 @@
 
 Each use case is one transaction, and the entitlements follow the subscription inside it: a
 create makes every templated entitlement of every phase (each with its phase's window) through
-the entitlement create rules (`entitlements.add_entitlement`); a change or cancel moves the
+the entitlement create rules (`subscription_items.materialise`); a change or cancel moves the
 end of the entitlements it cuts, and a change starts the next plan's at the same instant.
 
 Better than OpenMeter (its issue #3293, discussion #4394):
@@ -22,11 +22,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from allotment.domain.customers import Customer
-from allotment.domain.entitlement_requests import (
-    ISSUE_AFTER_RESET_ANNOTATION,
-    check_request,
-)
-from allotment.domain.entitlements import Entitlement
 from allotment.domain.features import Feature
 from allotment.domain.grant_requests import with_prefix
 from allotment.domain.instants import checked_instant
@@ -36,10 +31,9 @@ from allotment.domain.plans import (
     PlanTerms,
     RateCard,
     check_terms,
-    rate_card_field,
-    template_request,
 )
 from allotment.domain.subscriptions import (
+    SUBSCRIPTION_FIELD,
     PlanReference,
     Subscription,
     SubscriptionItem,
@@ -55,12 +49,10 @@ from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
 from allotment.services.context import ServiceContext
 from allotment.services.customers import resolve_customer
-from allotment.services.entitlements import EntitlementView, add_entitlement, views_of
+from allotment.services.entitlements import EntitlementView, views_of
 from allotment.services.plans import check_features, resolve_plan
+from allotment.services.subscription_items import end_at, materialise, restore
 from allotment.storage import UnitOfWork
-
-SUBSCRIPTION_FIELD = "subscriptionId"
-CARRIED_FROM_ANNOTATION = "carriedFromGrantId"
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,7 @@ def create_subscription(context: ServiceContext, request: SubscriptionRequest) -
             customer.id, terms, plan, start, now, request.billing_anchor or start, request
         )
         uow.subscriptions.add(subscription)
-        _materialise(uow, customer, subscription, now, {})
+        materialise(uow, customer, subscription, now, {})
         view = _view(uow, subscription, now)
         uow.commit()
     return view
@@ -175,11 +167,11 @@ def change_subscription(
         terms, plan = _terms(uow, request.plan, now)
         terms = starting_phase_terms(terms, request.starting_phase)
         _cancel_successors(uow, current, now)
-        cut = _end_at(uow, current, at, now)
+        cut = end_at(uow, current, at, now)
         anchor = request.billing_anchor or current.billing_anchor
         following = _new_subscription(customer.id, terms, plan, at, now, anchor, request)
         uow.subscriptions.add(following)
-        _materialise(uow, customer, following, now, cut)
+        materialise(uow, customer, following, now, cut)
         ended = replace(current, active_to=at, updated_at=now)
         result = ChangeResult(ended, _view(uow, following, now))
         uow.commit()
@@ -211,7 +203,7 @@ def cancel_subscription(
                 field="timing",
             )
         _cancel_successors(uow, subscription, now)
-        _end_at(uow, subscription, at, now)
+        end_at(uow, subscription, at, now)
         uow.commit()
     return replace(subscription, active_to=at, updated_at=now)
 
@@ -240,7 +232,7 @@ def unschedule_cancelation(context: ServiceContext, subscription_id: str) -> Sub
                 )
         restored = replace(subscription, active_to=subscription.natural_end, updated_at=now)
         uow.subscriptions.set_active_to(subscription.id, restored.active_to, now)
-        _restore_items(uow, restored, now)
+        restore(uow, restored, now)
         uow.commit()
     return restored
 
@@ -368,163 +360,6 @@ def _require(uow: UnitOfWork, subscription_id: str) -> Subscription:
     return found
 
 
-def _materialise(
-    uow: UnitOfWork,
-    customer: Customer,
-    subscription: Subscription,
-    now: datetime,
-    carried: Mapping[str, Entitlement],
-) -> None:
-    """Items and entitlements of every phase. `carried`: the entitlements the previous
-    subscription ended at this one's start, by feature key (usage and top-ups carry over)."""
-    before = dict(carried)
-    for window in subscription.phase_windows():
-        phase = subscription.terms.phases[window.index]
-        for card_index, card in enumerate(phase.rate_cards):
-            entitlement_id = None
-            if card.entitlement_template is not None and not window.is_empty:
-                assert card.feature_key is not None
-                where = f"{rate_card_field(window.index, card_index)}.entitlementTemplate."
-                previous = before.get(card.feature_key)
-                if previous is not None and previous.ends_at != window.start:
-                    previous = None
-                entitlement = _entitlement_for(
-                    uow,
-                    customer,
-                    subscription,
-                    card,
-                    window.start,
-                    window.end,
-                    previous,
-                    now,
-                    where,
-                )
-                entitlement_id = entitlement.id
-                before[card.feature_key] = entitlement
-            uow.subscriptions.add_item(
-                SubscriptionItem(
-                    id=new_id(),
-                    subscription_id=subscription.id,
-                    phase_index=window.index,
-                    rate_card_key=card.key,
-                    entitlement_id=entitlement_id,
-                    active_from=window.start,
-                    active_to=window.end,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-
-
-def _entitlement_for(
-    uow: UnitOfWork,
-    customer: Customer,
-    subscription: Subscription,
-    card: RateCard,
-    start: datetime,
-    end: datetime | None,
-    previous: Entitlement | None,
-    now: datetime,
-    where: str,
-) -> Entitlement:
-    request = template_request(card, anchor=subscription.billing_anchor)
-    carry = previous is not None and previous.is_metered and request.usage_period is not None
-    if request.usage_period is not None:
-        if carry:
-            assert previous is not None
-            timeline = previous.timeline(uow.entitlements.resets(previous.id))
-            measure_from = timeline.current_period_at(start).start
-        else:
-            measure_from = start
-        request = replace(request, measure_usage_from=measure_from)
-    try:
-        check_request(request)
-    except InvalidInput as error:
-        raise with_prefix(error, where) from error
-    entitlement = add_entitlement(uow, customer, request, now, active_from=start, active_to=end)
-    if carry:
-        assert previous is not None
-        _carry_grants(uow, previous, entitlement, start, now)
-    return entitlement
-
-
-def _carry_grants(
-    uow: UnitOfWork, previous: Entitlement, entitlement: Entitlement, at: datetime, now: datetime
-) -> None:
-    for grant in uow.grants.for_entitlements([previous.id])[previous.id]:
-        if grant.annotations.get(ISSUE_AFTER_RESET_ANNOTATION):
-            continue
-        if grant.voided_at is not None or grant.deleted_at is not None:
-            continue
-        if grant.expires_at is not None and grant.expires_at <= at:
-            continue
-        uow.grants.add(
-            replace(
-                grant,
-                id=new_id(),
-                entitlement_id=entitlement.id,
-                created_at=now,
-                updated_at=now,
-                annotations={**grant.annotations, CARRIED_FROM_ANNOTATION: grant.id},
-            )
-        )
-
-
-def _end_at(
-    uow: UnitOfWork, subscription: Subscription, at: datetime, now: datetime
-) -> dict[str, Entitlement]:
-    """Ends the subscription and its items at `at`; items that would start later never
-    start. Returns the entitlements running up to `at`, by feature key."""
-    uow.subscriptions.set_active_to(subscription.id, at, now)
-    running: dict[str, Entitlement] = {}
-    for item in uow.subscriptions.items_of(subscription.id):
-        if item.active_from >= at:
-            end = item.active_from
-        elif item.active_to is None or item.active_to > at:
-            end = at
-        else:
-            continue
-        uow.subscriptions.set_item_active_to(item.id, end, now)
-        if item.entitlement_id is None:
-            continue
-        uow.entitlements.lock(item.entitlement_id)
-        entitlement = uow.entitlements.get(item.entitlement_id)
-        if entitlement is None or entitlement.deleted_at is not None:
-            continue
-        uow.entitlements.set_active_to(entitlement.id, end, now)
-        if end == at and entitlement.active_from < at:
-            running[entitlement.feature_key] = replace(entitlement, active_to=at)
-    return running
-
-
-def _restore_items(uow: UnitOfWork, subscription: Subscription, now: datetime) -> None:
-    windows = {w.index: w for w in subscription.phase_windows()}
-    for item in uow.subscriptions.items_of(subscription.id):
-        end = windows[item.phase_index].end
-        uow.subscriptions.set_item_active_to(item.id, end, now)
-        if item.entitlement_id is None:
-            continue
-        uow.entitlements.lock(item.entitlement_id)
-        entitlement = uow.entitlements.get(item.entitlement_id)
-        if entitlement is None or entitlement.deleted_at is not None:
-            continue
-        clash = uow.entitlements.overlapping(
-            entitlement.customer_id,
-            entitlement.feature_key,
-            entitlement.active_from,
-            end,
-            excluding=entitlement.id,
-        )
-        if clash is not None:
-            raise Conflict(
-                f"entitlement {clash.id} for '{entitlement.feature_key}' was created since the "
-                "cancelation; delete it first",
-                field=SUBSCRIPTION_FIELD,
-                conflicting_entity_id=clash.id,
-            )
-        uow.entitlements.set_active_to(entitlement.id, end, now)
-
-
 def _cancel_successors(uow: UnitOfWork, subscription: Subscription, now: datetime) -> None:
     """A change scheduled after this subscription (its successor) goes when this one changes
     or is cancelled again: it would otherwise start regardless."""
@@ -533,7 +368,7 @@ def _cancel_successors(uow: UnitOfWork, subscription: Subscription, now: datetim
         return
     for other in uow.subscriptions.of_customer(subscription.customer_id):
         if other.id != subscription.id and other.active_from >= end:
-            _end_at(uow, other, other.active_from, now)
+            end_at(uow, other, other.active_from, now)
 
 
 def _view(uow: UnitOfWork, subscription: Subscription, now: datetime) -> SubscriptionView:
