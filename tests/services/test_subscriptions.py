@@ -264,3 +264,23 @@ def test_a_subscription_may_start_later(setup: ServiceContext, clock: SettableCl
     access = entitlement_values.customer_access(setup, "acme")
     assert access["ai_tokens"].balance == 10_000_000
     assert access["sso"].has_access is True
+
+
+def test_a_scheduled_change_is_replaced_by_a_later_request(
+    setup: ServiceContext, clock: SettableClock
+) -> None:
+    pro = _subscribe(setup, "pro")
+    clock.set(START + timedelta(days=3))
+    first = _change(setup, pro, "free", TimingPreset.NEXT_BILLING_CYCLE)
+    custom = _terms("Half", _tokens(500))
+    replaced = subs.change_subscription(
+        setup,
+        pro,
+        ChangeRequest(plan=PlanChoice(custom=custom), timing=TimingPreset.NEXT_BILLING_CYCLE),
+    ).next.subscription
+    assert replaced.active_from == START + timedelta(days=31)
+    assert subs.get_subscription(setup, first).subscription.status(clock()) is (
+        SubscriptionStatus.INACTIVE
+    )
+    clock.set(START + timedelta(days=31, minutes=1))
+    assert _balance(setup) == 500

@@ -158,7 +158,8 @@ def change_subscription(
                 field=SUBSCRIPTION_FIELD,
             )
         at = resolve_timing(request.timing, now, current.billing)
-        if current.active_to is not None and at >= current.active_to:
+        # At its very end is allowed: a change scheduled there is replaced by this one.
+        if current.active_to is not None and at > current.active_to:
             raise InvalidInput(
                 f"subscription {current.id} ends at {current.active_to.isoformat()}, before "
                 "the change would take effect",
