@@ -313,3 +313,32 @@ def test_hostile_subscriptions_are_400s_naming_the_field(
         f"/api/v1/subscriptions/{created['id']}/cancel", json={"timing": "9999-01-01T00:00:00Z"}
     )
     assert problem_fields(far) == ["timing"]
+
+
+def test_idempotency_keys_make_subscribe_and_change_safe_to_retry(
+    client: TestClient, clock: SettableClock
+) -> None:
+    _setup(client, clock)
+    body = {"plan": {"key": "free"}, "customerKey": "acme"}
+    headers = {"Idempotency-Key": "subscribe-acme-1"}
+    first = client.post("/api/v1/subscriptions", json=body, headers=headers)
+    again = client.post("/api/v1/subscriptions", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post(
+        "/api/v1/subscriptions", json={**body, "plan": {"key": "pro"}}, headers=headers
+    )
+    assert other.status_code == 422
+    assert len(client.get("/api/v1/customers/acme/subscriptions").json()["items"]) == 1
+
+    change = {"timing": "immediate", "plan": {"key": "pro"}}
+    path = f"/api/v1/subscriptions/{first.json()['id']}/change"
+    changed = client.post(path, json=change, headers={"Idempotency-Key": "upgrade-1"})
+    replayed = client.post(path, json=change, headers={"Idempotency-Key": "upgrade-1"})
+    assert changed.status_code == replayed.status_code == 200
+    assert replayed.json() == changed.json()
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    item = replayed.json()["next"]["phases"][0]["items"][0]
+    assert "price" in item and item["price"] is None
+    assert len(client.get("/api/v1/customers/acme/subscriptions").json()["items"]) == 2

@@ -47,6 +47,7 @@ from allotment.domain.subscriptions import (
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_document, is_storable_text
 from allotment.errors import Conflict, ErrorList, InvalidInput, NotFound
 from allotment.ids import is_ulid, new_id
+from allotment.services import idempotency
 from allotment.services.context import ServiceContext
 from allotment.services.customers import resolve_customer
 from allotment.services.entitlements import EntitlementView, views_of
@@ -108,7 +109,11 @@ class ChangeResult:
     next: SubscriptionView
 
 
-def create_subscription(context: ServiceContext, request: SubscriptionRequest) -> SubscriptionView:
+def create_subscription(
+    context: ServiceContext,
+    request: SubscriptionRequest,
+    idempotency_claim: idempotency.IdempotencyClaim[SubscriptionView] | None = None,
+) -> SubscriptionView:
     """Subscribes a customer from now (or a later time) and creates the entitlements. Raises
     NotFound for an unknown customer or plan, InvalidInput for a plan that is not active or a
     custom plan that breaks a rule, Conflict when the customer has a subscription then, or an
@@ -116,6 +121,7 @@ def create_subscription(context: ServiceContext, request: SubscriptionRequest) -
     _check_request(request)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         customer = _customer(uow, request)
         terms, plan = _terms(uow, request.plan, now)
         terms = starting_phase_terms(terms, request.starting_phase)
@@ -135,18 +141,23 @@ def create_subscription(context: ServiceContext, request: SubscriptionRequest) -
         uow.subscriptions.add(subscription)
         materialise(uow, customer, subscription, now, {})
         view = _view(uow, subscription, now)
+        idempotency.remember(uow, idempotency_claim, view, now)
         uow.commit()
     return view
 
 
 def change_subscription(
-    context: ServiceContext, subscription_id: str, request: ChangeRequest
+    context: ServiceContext,
+    subscription_id: str,
+    request: ChangeRequest,
+    idempotency_claim: idempotency.IdempotencyClaim[ChangeResult] | None = None,
 ) -> ChangeResult:
     """Ends the subscription at the timing's instant and starts the new plan's there, with the
     same billing anchor unless one is given. Usage this period and top-ups carry over."""
     _check_request(request)
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
+        idempotency.check(uow, idempotency_claim, now)
         current = _require(uow, subscription_id)
         customer = resolve_customer(uow, current.customer_id, include_deleted=True)
         uow.subscriptions.lock_customer(customer.id)
@@ -175,6 +186,7 @@ def change_subscription(
         materialise(uow, customer, following, now, cut)
         ended = replace(current, active_to=at, updated_at=now)
         result = ChangeResult(ended, _view(uow, following, now))
+        idempotency.remember(uow, idempotency_claim, result, now)
         uow.commit()
     return result
 

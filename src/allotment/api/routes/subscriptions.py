@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import BaseModel
 
+from allotment.api import idempotency
 from allotment.api.deps import Context
 from allotment.api.routes.customers import CustomerIdOrKey
 from allotment.api.routing import MANAGE, READ, ApiRoute
@@ -22,19 +24,36 @@ from allotment.api.schemas.subscriptions import (
 from allotment.domain.listing import SortOrder
 from allotment.domain.subscriptions import SubscriptionStatus
 from allotment.services import subscriptions
+from allotment.services.idempotency import IdempotencyClaim, Rendered
+from allotment.services.subscriptions import ChangeResult, SubscriptionView
 
 router = APIRouter(route_class=ApiRoute, tags=["subscriptions"])
 
 SubscriptionId = Annotated[str, Path(alias="subscriptionId")]
 
 
-@router.post("/api/v1/subscriptions", dependencies=[MANAGE], status_code=201)
-def create_subscription(context: Context, body: SubscriptionCreateBody) -> SubscriptionOut:
+@router.post(
+    "/api/v1/subscriptions",
+    dependencies=[MANAGE],
+    status_code=201,
+    response_model=SubscriptionOut,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
+)
+def create_subscription(request: Request, context: Context, body: SubscriptionCreateBody) -> Any:
     """From a published plan (`plan: {key, version?}`) or a per-customer `customPlan`; the
     plan's entitlements are created in the same transaction. 409 when the customer already
     has a subscription then."""
-    view = subscriptions.create_subscription(context, body.to_request())
-    return SubscriptionOut.of(view.subscription, context.clock())
+    now = context.clock()
+
+    def fresh(view: SubscriptionView) -> SubscriptionOut:
+        return SubscriptionOut.of(view.subscription, now)
+
+    claim: IdempotencyClaim[SubscriptionView] | None = idempotency.claim_of(
+        request, lambda view: _json(201, fresh(view))
+    )
+    return idempotency.answer(
+        claim, lambda: subscriptions.create_subscription(context, body.to_request(), claim), fresh
+    )
 
 
 @router.get("/api/v1/subscriptions/{subscriptionId}", dependencies=[READ])
@@ -65,14 +84,41 @@ def list_customer_subscriptions(
     return shape.paginated([SubscriptionOut.of(s, now) for s in result.items], result.total_count)
 
 
-@router.post("/api/v1/subscriptions/{subscriptionId}/change", dependencies=[MANAGE])
+@router.post(
+    "/api/v1/subscriptions/{subscriptionId}/change",
+    dependencies=[MANAGE],
+    response_model=SubscriptionChangeOut,
+    openapi_extra=idempotency.OPENAPI_EXTRA,
+)
 def change_subscription(
-    context: Context, subscription_id: SubscriptionId, body: SubscriptionChangeBody
-) -> SubscriptionChangeOut:
+    request: Request,
+    context: Context,
+    subscription_id: SubscriptionId,
+    body: SubscriptionChangeBody,
+) -> Any:
     """Upgrade or downgrade: the subscription ends at `timing` and the new plan's starts there.
     Usage counted this period and top-ups carry over to the new plan's entitlements."""
-    result = subscriptions.change_subscription(context, subscription_id, body.to_request())
-    return SubscriptionChangeOut.of(result, context.clock())
+    now = context.clock()
+
+    def fresh(result: ChangeResult) -> SubscriptionChangeOut:
+        return SubscriptionChangeOut.of(result, now)
+
+    claim: IdempotencyClaim[ChangeResult] | None = idempotency.claim_of(
+        request, lambda result: _json(200, fresh(result))
+    )
+    return idempotency.answer(
+        claim,
+        lambda: subscriptions.change_subscription(
+            context, subscription_id, body.to_request(), claim
+        ),
+        fresh,
+    )
+
+
+def _json(status: int, model: BaseModel) -> Rendered:
+    # Not `idempotency.json_answer`: these models leave out unset fields themselves and keep
+    # the nulls OpenMeter's schema requires.
+    return status, "application/json", model.model_dump_json().encode()
 
 
 @router.post("/api/v1/subscriptions/{subscriptionId}/cancel", dependencies=[MANAGE])
