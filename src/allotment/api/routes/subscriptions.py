@@ -43,10 +43,11 @@ def create_subscription(request: Request, context: Context, body: SubscriptionCr
     """From a published plan (`plan: {key, version?}`) or a per-customer `customPlan`; the
     plan's entitlements are created in the same transaction. 409 when the customer already
     has a subscription then."""
-    now = context.clock()
 
     def fresh(view: SubscriptionView) -> SubscriptionOut:
-        return SubscriptionOut.of(view.subscription, now)
+        # The clock after the use case: a status "now" before the subscription's start would
+        # read scheduled.
+        return SubscriptionOut.of(view.subscription, context.clock())
 
     claim: IdempotencyClaim[SubscriptionView] | None = idempotency.claim_of(
         request, lambda view: _json(201, fresh(view))
@@ -98,10 +99,9 @@ def change_subscription(
 ) -> Any:
     """Upgrade or downgrade: the subscription ends at `timing` and the new plan's starts there.
     Usage counted this period and top-ups carry over to the new plan's entitlements."""
-    now = context.clock()
 
     def fresh(result: ChangeResult) -> SubscriptionChangeOut:
-        return SubscriptionChangeOut.of(result, now)
+        return SubscriptionChangeOut.of(result, context.clock())
 
     claim: IdempotencyClaim[ChangeResult] | None = idempotency.claim_of(
         request, lambda result: _json(200, fresh(result))
