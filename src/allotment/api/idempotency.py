@@ -1,4 +1,5 @@
-"""The `Idempotency-Key` header (grant create and void, reset, override), as Stripe has it.
+"""The `Idempotency-Key` header (grant create and void, reset, override, subscription create
+and change), as Stripe has it.
 
 The same key (per API key) with the same method, path, query and body gets the first answer again
 with `Idempotent-Replayed: true`, and nothing changes; the same key with anything different is a

@@ -16,6 +16,8 @@ from allotment.cli import (
     grants,
     keys,
     meters,
+    plans,
+    subscriptions,
 )
 from allotment.cli.state import STATE
 from allotment.settings import Settings
@@ -32,6 +34,8 @@ app.add_typer(features.app, name="features")
 app.add_typer(entitlements.app, name="entitlements")
 app.add_typer(grants.app, name="grants")
 app.add_typer(events.app, name="events")
+app.add_typer(plans.app, name="plans")
+app.add_typer(subscriptions.app, name="subscriptions")
 app.command("access")(access.access)
 
 

@@ -89,6 +89,8 @@ class Customer:
     updated_at: datetime
     deleted_at: datetime | None = None
     annotations: Mapping[str, Any] | None = field(default=None)
+    # Read-time: the subscription active now, filled in by the customer reads that show it.
+    current_subscription_id: str | None = field(default=None, compare=False)
 
     @property
     def is_deleted(self) -> bool:

@@ -162,12 +162,17 @@ def new_entitlement(
     customer_id: str,
     now: datetime,
     measure_usage_default: MeasureUsageFromPreset = MeasureUsageFromPreset.CURRENT_PERIOD_START,
+    active_from: datetime | None = None,
+    active_to: datetime | None = None,
 ) -> Entitlement:
     """The entitlement to store; call `check_request` first.
 
-    `feature` is the live feature the request names. Raises InvalidInput when a metered
-    entitlement names a feature without a meter.
+    `feature` is the live feature the request names. Active from `active_from` (default now)
+    until `active_to` (default: no end); the presets of `measureUsageFrom` are taken at
+    `active_from`. Raises InvalidInput when a metered entitlement names a feature without a
+    meter.
     """
+    starts = now if active_from is None else active_from
     if request.type is EntitlementType.METERED and not feature.is_metered:
         raise InvalidInput(
             f"feature '{feature.key}' has no meter, so it cannot back a metered entitlement",
@@ -177,13 +182,13 @@ def new_entitlement(
     if request.usage_period is not None:
         usage_period = Recurrence(
             Interval.parse(request.usage_period.interval, field="usagePeriod.interval"),
-            request.usage_period.anchor or now,
+            request.usage_period.anchor or starts,
         )
     measure_usage_from = None
     if request.type is EntitlementType.METERED:
         assert usage_period is not None  # check_request refuses a metered one without it
         measure_usage_from = _measure_usage_from(
-            request.measure_usage_from or measure_usage_default, usage_period, now
+            request.measure_usage_from or measure_usage_default, usage_period, starts
         )
     issue_priority = request.issue_after_reset_priority
     if request.issue_after_reset is not None and issue_priority is None:
@@ -194,7 +199,8 @@ def new_entitlement(
         customer_id=customer_id,
         feature_id=feature.id,
         feature_key=feature.key,
-        active_from=now,
+        active_from=starts,
+        active_to=active_to,
         created_at=now,
         updated_at=now,
         usage_period=usage_period,

@@ -9,6 +9,7 @@ The functions taking a `UnitOfWork` work inside the caller's transaction, for ot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -60,8 +61,10 @@ def list_customers(
         if value is not None and not is_storable_text(value):
             errors.add(name, UNSTORABLE_TEXT)
     errors.raise_if_any("invalid customer filter")
+    now = context.clock()
     with context.database.unit_of_work() as uow:
-        return uow.customers.list_matching(criteria, window)
+        result = uow.customers.list_matching(criteria, window)
+        return ListResult(with_subscriptions(uow, result.items, now), result.total_count)
 
 
 def search_customers(context: ServiceContext, text: str, window: Window) -> ListResult[Customer]:
@@ -75,8 +78,10 @@ def search_customers(context: ServiceContext, text: str, window: Window) -> List
 
 def get_customer(context: ServiceContext, id_or_key: str) -> Customer:
     """A deleted customer is still readable by id (with `deleted_at`); keys name live ones."""
+    now = context.clock()
     with context.database.unit_of_work() as uow:
-        return resolve_customer(uow, id_or_key, include_deleted=True)
+        customer = resolve_customer(uow, id_or_key, include_deleted=True)
+        return with_subscriptions(uow, [customer], now)[0]
 
 
 def replace_customer(context: ServiceContext, id_or_key: str, details: CustomerDetails) -> Customer:
@@ -94,12 +99,22 @@ def replace_customer(context: ServiceContext, id_or_key: str, details: CustomerD
         if customer.attribution_keys != current.attribution_keys:
             # Another set of subjects: every past balance of its entitlements may differ.
             uow.checkpoints.delete_for_customer(customer.id)
+        customer = with_subscriptions(uow, [customer], at)[0]
         uow.commit()
     return customer
 
 
+def with_subscriptions(
+    uow: UnitOfWork, customers: Sequence[Customer], now: datetime
+) -> list[Customer]:
+    """The customers with the id of the subscription each has now (`currentSubscriptionId`)."""
+    current = uow.subscriptions.current_ids([c.id for c in customers], now)
+    return [replace(c, current_subscription_id=current.get(c.id)) for c in customers]
+
+
 def delete_customer(context: ServiceContext, id_or_key: str) -> None:
-    """Soft delete, refused while the customer has entitlements that have not ended."""
+    """Soft delete, refused while the customer has entitlements or subscriptions that have not
+    ended."""
     at = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         uow.customers.lock_attribution()
@@ -112,6 +127,17 @@ def delete_customer(context: ServiceContext, id_or_key: str) -> None:
                 f"customer {id_or_key} has {len(active)} active entitlement(s); "
                 "delete them before deleting the customer",
                 conflicting_entity_id=active[0],
+            )
+        running = [
+            s.id
+            for s in uow.subscriptions.of_customer(customer.id)
+            if s.active_to is None or s.active_to > at
+        ]
+        if running:
+            raise Conflict(
+                f"customer {id_or_key} has subscription {running[0]} that has not ended; "
+                "cancel it before deleting the customer",
+                conflicting_entity_id=running[0],
             )
         uow.customers.delete(customer.id, at)
         uow.commit()

@@ -99,17 +99,23 @@ def _subject_key(uow: UnitOfWork, owner: SubjectOwner) -> str:
 
 
 def find_entitlement(
-    uow: UnitOfWork, customer: Customer, id_or_feature_key: str, *, at: datetime | None
+    uow: UnitOfWork,
+    customer: Customer,
+    id_or_feature_key: str,
+    *,
+    at: datetime | None,
+    now: datetime | None = None,
 ) -> Entitlement | None:
     """The customer's entitlement with this id, or the one for this feature key: active at
-    `at` for reads, the live (not deleted) one for writes (`at=None`)."""
+    `at` for reads, the live (not deleted) one for writes (`at=None`), preferring the one active
+    `now` (a subscription's entitlements follow one another)."""
     if not is_storable_text(id_or_feature_key):
         return None
     if is_ulid(id_or_feature_key):
         by_id = uow.entitlements.get(id_or_feature_key)
         return by_id if by_id is not None and by_id.customer_id == customer.id else None
     if at is None:
-        return uow.entitlements.live_for_customer_feature(customer.id, id_or_feature_key)
+        return uow.entitlements.live_for_customer_feature(customer.id, id_or_feature_key, now)
     return uow.entitlements.for_customer_feature_at(customer.id, id_or_feature_key, at)
 
 
@@ -119,10 +125,11 @@ def resolve_entitlement(
     id_or_feature_key: str,
     *,
     at: datetime | None = None,
+    now: datetime | None = None,
     field: str = ENTITLEMENT_FIELD,
 ) -> Entitlement:
     """`find_entitlement`, raising NotFound naming `field`."""
-    entitlement = find_entitlement(uow, customer, id_or_feature_key, at=at)
+    entitlement = find_entitlement(uow, customer, id_or_feature_key, at=at, now=now)
     if entitlement is None:
         raise NotFound(f"entitlement not found: {id_or_feature_key}", field=field)
     return entitlement

@@ -47,7 +47,9 @@ def reset_entitlement(
     with context.database.unit_of_work(write=True) as uow:
         idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
-        entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
+        entitlement = lock_entitlement(
+            uow, resolve_entitlement(uow, customer, id_or_feature_key, now=now)
+        )
         require_metered(entitlement, "have usage to reset")
         require_live(entitlement)
         timeline = entitlement.timeline(uow.entitlements.resets(entitlement.id))

@@ -78,19 +78,45 @@ def create_entitlement(
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         customer = provision_owner(uow, owner, now)
-        feature = _requested_feature(uow, request)
-        entitlement = new_entitlement(
-            request, feature, entitlement_id=new_id(), customer_id=customer.id, now=now
-        )
-        existing = uow.entitlements.live_for_customer_feature(customer.id, feature.key)
-        if existing is not None:
-            raise already_entitled(feature.key, existing.id)
-        grants = _initial_grants(entitlement, request, now)
-        uow.entitlements.add(entitlement)
-        for grant in grants:
-            uow.grants.add(grant)
+        entitlement = add_entitlement(uow, customer, request, now)
         uow.commit()
     return _view(entitlement, owner_keys(customer), [], now)
+
+
+def add_entitlement(
+    uow: UnitOfWork,
+    customer: Customer,
+    request: EntitlementRequest,
+    now: datetime,
+    *,
+    active_from: datetime | None = None,
+    active_to: datetime | None = None,
+) -> Entitlement:
+    """The create rules and writes inside the caller's unit (entitlement creates and
+    subscriptions share them); the caller has run `check_request`. Active on
+    `[active_from, active_to)` (default: from now, no end). Raises NotFound for an unknown or
+    archived feature, Conflict when another live entitlement for the feature meets the window.
+    """
+    feature = _requested_feature(uow, request)
+    entitlement = new_entitlement(
+        request,
+        feature,
+        entitlement_id=new_id(),
+        customer_id=customer.id,
+        now=now,
+        active_from=active_from,
+        active_to=active_to,
+    )
+    existing = uow.entitlements.overlapping(
+        customer.id, feature.key, entitlement.active_from, entitlement.active_to
+    )
+    if existing is not None:
+        raise already_entitled(feature.key, existing.id)
+    grants = _initial_grants(entitlement, request, now)
+    uow.entitlements.add(entitlement)
+    for grant in grants:
+        uow.grants.add(grant)
+    return entitlement
 
 
 def override_entitlement(
@@ -111,7 +137,7 @@ def override_entitlement(
     with context.database.unit_of_work(write=True) as uow:
         idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
-        old = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
+        old = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key, now=now))
         require_live(old, "only a live entitlement can be overridden")
         feature = _requested_feature(uow, request)
         if feature.key != old.feature_key:
@@ -152,7 +178,9 @@ def delete_entitlement(context: ServiceContext, owner: Owner, id_or_feature_key:
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         customer = require_owner(uow, owner)
-        entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
+        entitlement = lock_entitlement(
+            uow, resolve_entitlement(uow, customer, id_or_feature_key, now=now)
+        )
         if entitlement.deleted_at is not None:
             raise NotFound(
                 f"entitlement {entitlement.id} is already deleted", field=ENTITLEMENT_FIELD
@@ -284,6 +312,17 @@ def _initial_grants(
         except InvalidInput as error:
             raise with_prefix(error, f"grants.{index}.") from error
     return grants
+
+
+def views_of(
+    uow: UnitOfWork,
+    entitlements: Sequence[Entitlement],
+    now: datetime,
+    *,
+    owner: Customer | None = None,
+) -> list[EntitlementView]:
+    """Views of entitlements inside the caller's unit (subscriptions show their items')."""
+    return _views(uow, entitlements, now, owner=owner)
 
 
 def _views(

@@ -64,7 +64,9 @@ def create_grant(
     with context.database.unit_of_work(write=True) as uow:
         idempotency.check(uow, idempotency_claim, now)
         customer = require_owner(uow, owner)
-        entitlement = lock_entitlement(uow, resolve_entitlement(uow, customer, id_or_feature_key))
+        entitlement = lock_entitlement(
+            uow, resolve_entitlement(uow, customer, id_or_feature_key, now=now)
+        )
         period_start = _current_period_start(uow, entitlement, now)
         grant = new_grant(
             request,

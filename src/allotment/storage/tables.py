@@ -48,6 +48,11 @@ def _live(column: str) -> dict[str, Any]:
     return {"postgresql_where": condition, "sqlite_where": condition}
 
 
+def _open_ended() -> dict[str, Any]:
+    condition = text("deleted_at IS NULL AND active_to IS NULL")
+    return {"postgresql_where": condition, "sqlite_where": condition}
+
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -228,13 +233,15 @@ entitlements = Table(
     Column("updated_at", UtcTimestamp, nullable=False),
     Column("deleted_at", UtcTimestamp),
     CheckConstraint("type IN ('metered', 'static', 'boolean')", name="type"),
-    # One live entitlement per customer and feature; override and delete end the old one first.
+    # One open-ended live entitlement per customer and feature; override and delete end the old
+    # one first. Entitlements with an end (a subscription's, scheduled to change) may follow one
+    # another; services refuse overlapping windows.
     Index(
         "uq_entitlements_live_customer_feature",
         "customer_id",
         "feature_key",
         unique=True,
-        **_live("deleted_at"),
+        **_open_ended(),
     ),
     # Reads by customer and feature key include ended entitlements, which the partial index
     # above leaves out: without this one every value read scans the table.
@@ -278,6 +285,78 @@ grants = Table(
     Column("deleted_at", UtcTimestamp),
     CheckConstraint("priority >= 0 AND priority <= 255", name="priority"),
     Index(None, "entitlement_id"),
+)
+
+# Plans (domain/plans.py): one row per version. Phases, rate cards and entitlement templates are
+# one JSON document: always read and written whole, never queried inside.
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("description", String(1024)),
+    Column("metadata", JsonDocument),
+    Column("currency", String(3), nullable=False),
+    Column("billing_cadence", String(64), nullable=False),
+    Column("alignment", JsonDocument),
+    Column("pro_rating_config", JsonDocument),
+    Column("settlement_mode", String(32)),
+    Column("phases", JsonDocument, nullable=False),
+    Column("effective_from", UtcTimestamp),
+    Column("effective_to", UtcTimestamp),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Column("deleted_at", UtcTimestamp),
+    UniqueConstraint("key", "version"),
+    # One draft per key at a time: `next` refuses a second one.
+    Index(
+        "uq_plans_draft_key",
+        "key",
+        unique=True,
+        postgresql_where=text("effective_from IS NULL AND deleted_at IS NULL"),
+        sqlite_where=text("effective_from IS NULL AND deleted_at IS NULL"),
+    ),
+)
+
+# A customer on a plan: the plan's terms are copied in (a custom plan has only the copy), so a
+# later plan version never changes a running subscription.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("customer_id", ULID, ForeignKey("customers.id"), nullable=False),
+    Column("plan_id", ULID, ForeignKey("plans.id")),
+    Column("plan_key", String(64)),
+    Column("plan_version", Integer),
+    Column("name", String(256), nullable=False),
+    Column("description", String(1024)),
+    Column("metadata", JsonDocument),
+    Column("terms", JsonDocument, nullable=False),
+    Column("billing_anchor", UtcTimestamp, nullable=False),
+    Column("active_from", UtcTimestamp, nullable=False),
+    Column("active_to", UtcTimestamp),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Column("deleted_at", UtcTimestamp),
+    Index(None, "customer_id"),
+)
+
+# One rate card of one phase of a subscription, with the entitlement it created.
+subscription_items = Table(
+    "subscription_items",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("subscription_id", ULID, ForeignKey("subscriptions.id"), nullable=False),
+    Column("phase_index", Integer, nullable=False),
+    Column("rate_card_key", String(64), nullable=False),
+    Column("entitlement_id", ULID, ForeignKey("entitlements.id")),
+    Column("active_from", UtcTimestamp, nullable=False),
+    Column("active_to", UtcTimestamp),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    UniqueConstraint("subscription_id", "phase_index", "rate_card_key"),
 )
 
 

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.grants import GrantRepository
     from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
+    from allotment.storage.repositories.plans import PlanRepository
     from allotment.storage.repositories.subjects import SubjectRepository
+    from allotment.storage.repositories.subscriptions import SubscriptionRepository
     from allotment.storage.repositories.usage import UsageRepository
     from allotment.storage.repositories.versions import VersionRepository
     from allotment.storage.rollups import RollupRepository
@@ -273,3 +275,15 @@ class UnitOfWork:
         from allotment.storage.repositories.idempotency import IdempotencyRepository
 
         return IdempotencyRepository(self.connection)
+
+    @cached_property
+    def plans(self) -> PlanRepository:
+        from allotment.storage.repositories.plans import PlanRepository
+
+        return PlanRepository(self.connection)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionRepository:
+        from allotment.storage.repositories.subscriptions import SubscriptionRepository
+
+        return SubscriptionRepository(self.connection)

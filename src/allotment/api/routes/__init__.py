@@ -12,7 +12,9 @@ from allotment.api.routes import (
     features,
     grants,
     meters,
+    plans,
     subjects,
+    subscriptions,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -24,4 +26,6 @@ ROUTERS: list[APIRouter] = [
     features.router,
     entitlements.router,
     grants.router,
+    plans.router,
+    subscriptions.router,
 ]

@@ -88,6 +88,7 @@ class CustomerResponse(WireModel):
     created_at: UtcDateTime
     updated_at: UtcDateTime
     deleted_at: UtcDateTime | None = None
+    current_subscription_id: str | None = None
 
     @classmethod
     def of(cls, customer: Customer) -> CustomerResponse:
@@ -107,4 +108,5 @@ class CustomerResponse(WireModel):
             created_at=customer.created_at,
             updated_at=customer.updated_at,
             deleted_at=customer.deleted_at,
+            current_subscription_id=customer.current_subscription_id,
         )

@@ -9,6 +9,7 @@ from allotment.dashboard.pages import (
     grants,
     meters,
     overview,
+    plans,
     sign_in,
 )
 
@@ -17,6 +18,7 @@ ROUTERS = [
     overview.router,
     meters.router,
     features.router,
+    plans.router,
     customers.router,
     entitlements.router,
     grants.router,

@@ -19,12 +19,14 @@ from allotment.domain.access import EntitlementValue
 from allotment.domain.customers import Customer, CustomerDetails
 from allotment.domain.history import History, WindowSize
 from allotment.domain.listing import Window
+from allotment.domain.subscriptions import SubscriptionStatus
 from allotment.domain.usage_periods import ManualReset
 from allotment.errors import AllotmentError, InvalidInput
 from allotment.services import customers as customers_service
 from allotment.services import entitlement_history, entitlement_resets, entitlement_values
 from allotment.services import entitlements as entitlements_service
 from allotment.services import grants as grants_service
+from allotment.services import subscriptions as subscriptions_service
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner
 from allotment.services.entitlements import EntitlementView
@@ -144,12 +146,24 @@ def customer_page(request: Request, session: CurrentSession, customer_id: Custom
     context = context_of(request)
     customer = customers_service.get_customer(context, customer_id)
     panels = [] if customer.is_deleted else _panels(context, customer)
+    now = context.clock()
+    plans = subscriptions_service.list_customer_subscriptions(
+        context,
+        customer.id,
+        statuses=(
+            SubscriptionStatus.ACTIVE,
+            SubscriptionStatus.CANCELED,
+            SubscriptionStatus.SCHEDULED,
+        ),
+    ).items
     return render(
         request,
         "customer.html",
         session=session,
         customer=customer,
         panels=panels,
+        subscriptions=plans,
+        now=now,
         expiry_choices=EXPIRY_CHOICES,
     )
 
@@ -162,6 +176,9 @@ def _panels(context: ServiceContext, customer: Customer) -> list[EntitlementPane
     panels = []
     for view in views:
         entitlement = view.entitlement
+        if not entitlement.active_at(now):
+            # A subscription's entitlements of an earlier or a later plan: not today's.
+            continue
         value = values.get(entitlement.feature_key, EntitlementValue(has_access=False))
         if not entitlement.is_metered:
             panels.append(EntitlementPanel(view, value, None, [], [], None, None))

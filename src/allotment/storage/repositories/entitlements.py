@@ -126,16 +126,71 @@ class EntitlementRepository(Repository):
                 .with_for_update()
             )
 
-    def live_for_customer_feature(self, customer_id: str, feature_key: str) -> Entitlement | None:
-        """The entitlement not yet deleted for this customer and feature key (at most one)."""
-        row = self.connection.execute(
-            select(entitlements).where(
+    def live_for_customer_feature(
+        self, customer_id: str, feature_key: str, at: datetime | None = None
+    ) -> Entitlement | None:
+        """The not deleted entitlement a write by feature key means: the one active at `at`;
+        failing that (or without `at`) the open-ended one, else the one starting last. A
+        subscription's entitlements follow one another, so there may be several."""
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(
                 entitlements.c.customer_id == customer_id,
                 entitlements.c.feature_key == feature_key,
                 entitlements.c.deleted_at.is_(None),
             )
+            .order_by(entitlements.c.active_from.desc(), entitlements.c.id.desc())
+        )
+        candidates = [_to_entitlement(row) for row in rows]
+        if at is not None:
+            for entitlement in candidates:
+                if entitlement.active_at(at):
+                    return entitlement
+        for entitlement in candidates:
+            if entitlement.active_to is None:
+                return entitlement
+        return candidates[0] if candidates else None
+
+    def overlapping(
+        self,
+        customer_id: str,
+        feature_key: str,
+        start: datetime,
+        end: datetime | None,
+        *,
+        excluding: str | None = None,
+    ) -> Entitlement | None:
+        """A not deleted entitlement for the customer and feature key whose active window meets
+        `[start, end)` (None: open-ended), if any."""
+        conditions = [
+            entitlements.c.customer_id == customer_id,
+            entitlements.c.feature_key == feature_key,
+            entitlements.c.deleted_at.is_(None),
+            or_(entitlements.c.active_to.is_(None), entitlements.c.active_to > start),
+            # An entitlement with an empty window (a cancelled future phase) is never active.
+            or_(
+                entitlements.c.active_to.is_(None),
+                entitlements.c.active_to > entitlements.c.active_from,
+            ),
+        ]
+        if end is not None:
+            conditions.append(entitlements.c.active_from < end)
+        if excluding is not None:
+            conditions.append(entitlements.c.id != excluding)
+        row = self.connection.execute(
+            select(entitlements).where(*conditions).order_by(entitlements.c.active_from).limit(1)
         ).first()
         return None if row is None else _to_entitlement(row)
+
+    def set_active_to(self, entitlement_id: str, active_to: datetime | None, at: datetime) -> None:
+        """Moves the end of an entitlement's active window (a subscription's change, cancel or
+        its undoing); the row stays live."""
+        self.changes.entitlement_ids.add(entitlement_id)
+        self.connection.execute(
+            update(entitlements)
+            .where(entitlements.c.id == entitlement_id)
+            .values(active_to=active_to, updated_at=at)
+        )
 
     def for_customer_feature_at(
         self, customer_id: str, feature_key: str, at: datetime
