@@ -266,6 +266,11 @@ def average(total: Decimal, count: int) -> Decimal:
     return Context(prec=AVERAGE_SIGNIFICANT_DIGITS).divide(total, count)
 
 
+def rounded_average(value: Decimal) -> Decimal:
+    """An average divided to more digits (by a database) as `average` gives it."""
+    return Context(prec=AVERAGE_SIGNIFICANT_DIGITS).plus(value)
+
+
 def merge_all(partials: Sequence[Partial]) -> Partial | None:
     """The merge of several partials (None for none); the inputs are left unchanged."""
     if not partials:

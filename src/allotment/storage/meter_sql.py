@@ -290,6 +290,12 @@ class _Postgres(MeterDialect):
         return func.array_agg(ordered, type_=ARRAY(Numeric))[1]
 
     def arithmetic(self, aggregation: Aggregation, value: ColumnElement[Any]) -> ColumnElement[Any]:
+        if aggregation is Aggregation.AVG:
+            # Not avg(): it divides to as few as 16 significant digits (1/3 came back with 20,
+            # where the roll-ups give 30). A dividend of scale 60 makes PostgreSQL divide to
+            # 60 places; `rounded_average` takes that to the roll-ups' 30 significant digits.
+            total = cast(func.sum(value, type_=Numeric), Numeric(1000, 60))
+            return total / func.count(value)
         name = {
             Aggregation.SUM: "sum",
             Aggregation.AVG: "avg",

@@ -157,7 +157,7 @@ class _Average:
     def finalize(self) -> str | None:
         if not self.count:
             return None
-        # Thirty significant digits, as PostgreSQL's avg(numeric) gives at least.
+        # Thirty significant digits, as the roll-ups give (domain/rollups.py `average`).
         return str(Context(prec=30).divide(self.total, self.count))
 
 

@@ -16,6 +16,7 @@ from allotment.domain.meters import (
     MeterBucket,
     MeterQuery,
 )
+from allotment.domain.rollups import rounded_average
 from allotment.errors import Conflict
 from allotment.storage.meter_sql import EventScope, counted_events, for_dialect, to_decimal
 from allotment.storage.repositories.base import Repository
@@ -237,12 +238,14 @@ class MeterRepository(Repository):
             .group_by(*group_columns)
         )
         buckets = []
+        averaged = meter.aggregation is Aggregation.AVG
         for row in self.connection.execute(statement).mappings():
             if row["earliest"] is None or row["value"] is None:
                 continue  # an aggregate over no events is no row at all
+            number = to_decimal(row["value"])
             buckets.append(
                 MeterBucket(
-                    value=to_decimal(row["value"]),
+                    value=rounded_average(number) if averaged else number,
                     earliest=from_micros(int(row["earliest"])),
                     latest=from_micros(int(row["latest"])),
                     window_start=from_micros(int(row["window"])) if "window" in row else None,
