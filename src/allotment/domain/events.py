@@ -22,6 +22,8 @@ from allotment.domain.instants import is_client_instant
 from allotment.domain.meters import Meter
 
 SPEC_VERSION: Final = "1.0"
+# CloudEvents 0.3 events carry the same attributes Allotment reads; OpenMeter accepts both.
+SPEC_VERSIONS: Final = frozenset({"1.0", "0.3"})
 """The only CloudEvents version there is; an event that leaves it out is taken to mean it."""
 
 LIST_LIMIT_MAX: Final = 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
@@ -10,6 +11,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     PlainSerializer,
 )
@@ -28,9 +30,23 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time has no UTC equivalent (out of range)") from None
 
 
-# Input: any RFC 3339 time with an offset (naive times are rejected); stored in UTC.
+# RFC 3339's date-time, as OpenMeter's schema has it: pydantic alone would also read a number
+# (`?time=0`) as seconds since 1970, and a date without a time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2024-01-15T10:00:00Z")
+    return value
+
+
+# Input: an RFC 3339 time with an offset (naive times and numbers are rejected); stored in UTC.
 UtcDateTime = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339_text),
     AfterValidator(_to_utc),
     PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]

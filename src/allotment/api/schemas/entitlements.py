@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel, exact_amount
 from allotment.api.schemas.grants import (
@@ -34,7 +34,7 @@ from allotment.services.entitlements import EntitlementView
 
 ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
 
-_AWARE_TIME = TypeAdapter(AwareDatetime)
+_AWARE_TIME = TypeAdapter(UtcDateTime)
 
 
 # -- requests ---------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ Decimals, duplicate keys refused), then each event is checked by plain code writ
 job: one loop, no model object per event. Every problem is reported by its place
 (`[3].subject`), so a batch is either all good or nothing is stored. The rules:
 
-- `id`, `source`, `type`, `subject`: strings of 1 to 256 characters; `specversion` "1.0"
-  (may be left out: the official SDK does); `time`: RFC 3339 with an offset, 1970 to 7999;
+- `id`, `source`, `type`, `subject`: strings of 1 to 256 characters; `specversion` "1.0" or
+  "0.3" (may be left out: the official SDK does); `time`: RFC 3339 with an offset, 1970 to 7999;
   `datacontenttype`: "application/json" or absent; `dataschema`: 1 to 1024 characters; `data`:
   a JSON object or absent. Other attributes (CloudEvents extensions) are ignored.
 - Numbers in `data` are kept exactly as sent (`0.1` stays `0.1`, `1e-400` stays `1E-400`);
@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 
 from allotment import json_exact
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
+from allotment.domain.events import SPEC_VERSION, SPEC_VERSIONS, Event, ListedEvent
 from allotment.domain.instants import EARLIEST, LATEST
 from allotment.domain.text import is_storable_document, is_storable_text
 from allotment.domain.time import rfc3339
@@ -64,7 +64,7 @@ class CloudEventBody(TypedDict):
 
     id: _Text256
     source: _Text256
-    specversion: NotRequired[Literal["1.0"]]
+    specversion: NotRequired[Literal["1.0", "0.3"]]
     type: _Text256
     subject: _Text256
     time: NotRequired[Annotated[AwareDatetime, Field(strict=True, ge=EARLIEST, lt=LATEST)] | None]
@@ -213,8 +213,9 @@ def _event(
         else:
             fields.append(value)
     specversion = item.get("specversion", SPEC_VERSION)
-    if specversion != SPEC_VERSION:
-        errors.append(FieldError(f"{prefix}specversion", f"must be {SPEC_VERSION!r}"))
+    if type(specversion) is not str or specversion not in SPEC_VERSIONS:
+        errors.append(FieldError(f"{prefix}specversion", "must be '1.0' or '0.3'"))
+        specversion = SPEC_VERSION
     time = _time(item.get("time"), f"{prefix}time", errors)
     content_type = item.get("datacontenttype")
     if content_type is not None and content_type != JSON_CONTENT_TYPE:
@@ -246,7 +247,7 @@ def _event(
         fields[2],
         fields[3],
         time,
-        SPEC_VERSION,
+        specversion,
         content_type,
         schema,
         data,

@@ -1,0 +1,55 @@
+"""Wire details OpenMeter's schema fixes: problem `instance` URIs, RFC 3339 times in and out,
+CloudEvents 0.3."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from allotment.domain.time import rfc3339
+from tests.api.helpers import cloud_event
+from tests.api.problems import problem, problem_fields
+
+_URI = r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9/:@!$&'()*+,;=._~%-]*$"
+
+
+def test_instance_is_a_uri_for_a_path_with_a_space(client: TestClient) -> None:
+    body = problem(client.get("/api/v1/customers/ACME%20Inc"), 404)
+    assert body["instance"] == "urn:request:/api/v1/customers/ACME%20Inc"
+    body = problem(client.get("/api/v1/customers/caf%C3%A9%25"), 404)
+    assert body["instance"] == "urn:request:/api/v1/customers/caf%C3%A9%25"
+    assert re.fullmatch(_URI, body["instance"])
+
+
+@pytest.mark.parametrize("sent", ["0", "1700000000", "2024-01-15", "2024-01-15T10:00:00"])
+def test_a_time_parameter_must_be_an_rfc3339_date_time(client: TestClient, sent: str) -> None:
+    response = client.get("/api/v1/meters/none/query", params={"from": sent})
+    assert problem_fields(response) == ["from"]
+
+
+def test_an_rfc3339_time_parameter_is_read(client: TestClient) -> None:
+    response = client.get(
+        "/api/v1/events", params={"from": "2024-01-15T10:00:00+01:00", "to": "2024-01-16T10:00:00Z"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_times_are_written_with_four_digit_years() -> None:
+    assert rfc3339(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0999-01-02T03:04:05Z"
+    assert rfc3339(datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)) == "2024-01-02T03:04:05.12Z"
+
+
+def test_cloudevents_0_3_are_accepted_and_kept(client: TestClient) -> None:
+    event = cloud_event("e03", specversion="0.3")
+    response = client.post(
+        "/api/v1/events",
+        content=json.dumps(event).encode(),
+        headers={"Content-Type": "application/cloudevents+json"},
+    )
+    assert response.status_code == 204, response.text
+    (item,) = client.get("/api/v1/events").json()
+    assert item["event"]["specversion"] == "0.3"
