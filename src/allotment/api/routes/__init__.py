@@ -11,6 +11,7 @@ from allotment.api.routes import (
     features,
     grants,
     meters,
+    portal,
     subjects,
 )
 
@@ -22,4 +23,6 @@ ROUTERS: list[APIRouter] = [
     features.router,
     entitlements.router,
     grants.router,
+    portal.router,
+    portal.query_router,
 ]

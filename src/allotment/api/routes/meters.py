@@ -36,7 +36,7 @@ router = APIRouter(
 
 MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
 
-_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The usage, as JSON, or as CSV when the request accepts text/csv.",
         "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -203,7 +203,13 @@ def _wants_csv(request: Request) -> bool:
 def _query_response(
     request: Request, context: ServiceContext, meter_id_or_slug: str, query: MeterQuery
 ) -> Response:
-    result: MeterQueryResult = meters_service.query_meter(context, meter_id_or_slug, query)
+    return query_result_response(
+        request, meters_service.query_meter(context, meter_id_or_slug, query)
+    )
+
+
+def query_result_response(request: Request, result: MeterQueryResult) -> Response:
+    """JSON, or CSV when the request prefers text/csv (the portal's query answers alike)."""
     if _wants_csv(request):
         return Response(
             content=query_result_to_csv(result),
@@ -214,7 +220,7 @@ def _query_response(
 
 
 # Read from the raw query string (deepObject), so declared here for the OpenAPI document.
-_FILTER_GROUP_BY_PARAMETER = {
+FILTER_GROUP_BY_PARAMETER = {
     "name": "filterGroupBy",
     "in": "query",
     "required": False,
@@ -226,7 +232,7 @@ _FILTER_GROUP_BY_PARAMETER = {
 }
 
 
-async def _query_parameters(
+async def query_parameters(
     request: Request,
     client_id: ClientId = None,
     from_time: FromTime = None,
@@ -263,8 +269,8 @@ async def _query_parameters(
     "/api/v1/meters/{meterIdOrSlug}/query",
     dependencies=[READ],
     response_model=MeterQueryResultResource,
-    responses=_QUERY_RESPONSES,
-    openapi_extra={"parameters": [_FILTER_GROUP_BY_PARAMETER]},
+    responses=QUERY_RESPONSES,
+    openapi_extra={"parameters": [FILTER_GROUP_BY_PARAMETER]},
     summary="Query meter",
     description=(
         "`from` inclusive, `to` exclusive. `filterGroupBy[key]=value` filters on a group-by "
@@ -275,7 +281,7 @@ def query_meter(
     request: Request,
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,
-    parameters: Annotated[MeterQueryRequest, Depends(_query_parameters)],
+    parameters: Annotated[MeterQueryRequest, Depends(query_parameters)],
 ) -> Response:
     return _query_response(request, context, meter_id_or_slug, parameters.to_query())
 
@@ -284,7 +290,7 @@ def query_meter(
     "/api/v1/meters/{meterIdOrSlug}/query",
     dependencies=[READ],
     response_model=MeterQueryResultResource,
-    responses=_QUERY_RESPONSES,
+    responses=QUERY_RESPONSES,
     summary="Query meter",
     description="The body takes the GET parameters' names; an empty body queries all usage.",
 )
