@@ -147,3 +147,11 @@ def test_an_api_key_is_no_portal_token(
     # The path's slug must match OpenMeter's pattern (a meter id is no slug here).
     secret = _token(client)["token"]
     assert problem_fields(_query(portal, secret, "Tokens")) == ["meterSlug"]
+
+
+def test_unstorable_text_is_refused_by_name(client: TestClient) -> None:
+    for body, field in [({"id": "a\u0000"}, "id"), ({"subject": "a\u0000"}, "subject")]:
+        response = client.post("/api/v1/portal/tokens/invalidate", json=body)
+        assert problem_fields(response) == [field]
+    created = client.post("/api/v1/portal/tokens", json={"subject": "a\u0000"})
+    assert problem_fields(created) == ["subject"]

@@ -76,6 +76,9 @@ def invalidate(context: ServiceContext, *, token_id: str | None, subject: str | 
     with this id). Tokens already ended stay ended."""
     if token_id is None and subject is None:
         raise InvalidInput("give the id of a token or a subject", field="id")
+    for name, value in (("id", token_id), ("subject", subject)):
+        if value is not None and not is_storable_text(value):
+            raise InvalidInput(f"{name} {UNSTORABLE_TEXT}", field=name)
     with context.database.unit_of_work(write=True) as uow:
         ended = uow.portal_tokens.invalidate(context.clock(), token_id=token_id, subject=subject)
         uow.commit()
