@@ -407,7 +407,8 @@ class WindowedBalanceHistoryOut(WireModel):
         return cls(
             windowed_history=[
                 BalanceHistoryWindowOut(
-                    period=PeriodOut.of(w.period),
+                    # Whole windows as OpenMeter reports them; usage counts inside the range.
+                    period=PeriodOut.of(w.full_period),
                     usage=w.usage,
                     balance_at_start=w.balance_at_start,
                 )
