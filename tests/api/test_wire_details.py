@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from allotment.domain.time import rfc3339
-from tests.api.helpers import cloud_event
+from tests.api.helpers import cloud_event, send_usage, setup_catalogue
 from tests.api.problems import problem, problem_fields
+from tests.conftest import SettableClock
 
 _URI = r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9/:@!$&'()*+,;=._~%-]*$"
 
@@ -53,3 +54,33 @@ def test_cloudevents_0_3_are_accepted_and_kept(client: TestClient) -> None:
     assert response.status_code == 204, response.text
     (item,) = client.get("/api/v1/events").json()
     assert item["event"]["specversion"] == "0.3"
+
+
+def test_negative_rollover_bounds_are_kept_and_roll_nothing_negative(
+    client: TestClient, clock: SettableClock
+) -> None:
+    setup_catalogue(client)
+    customer = {"key": "acme", "name": "ACME", "usageAttribution": {"subjectKeys": ["acme"]}}
+    assert client.post("/api/v1/customers", json=customer).status_code == 201
+    base = "/api/v2/customers/acme/entitlements"
+    entitlement = {
+        "type": "metered",
+        "featureKey": "ai_tokens",
+        "usagePeriod": {"interval": "DAY", "anchor": "2024-01-01T00:00:00Z"},
+    }
+    assert client.post(base, json=entitlement).status_code == 201
+    grants = [
+        {"amount": 100, "maxRolloverAmount": -5, "priority": 1},
+        {"amount": 100, "minRolloverAmount": -20, "maxRolloverAmount": 100, "priority": 2},
+    ]
+    for body in grants:
+        sent = {**body, "effectiveAt": "2024-01-15T00:00:00Z"}
+        response = client.post(f"{base}/ai_tokens/grants", json=sent)
+        assert response.status_code == 201, response.text
+        assert {key: response.json()[key] for key in body} == body
+    send_usage(client, 30, "2024-01-15T10:00:00Z")  # from the first grant: 70 left
+    clock.set(datetime(2024, 1, 16, 1, tzinfo=UTC))
+    value = client.get(f"{base}/ai_tokens/value").json()
+    # At the day's reset the first grant keeps nothing (its maximum is below zero), the second
+    # all it had (its negative minimum is no floor, its maximum the amount).
+    assert value["balance"] == 100

@@ -154,7 +154,7 @@ GRANT_MISTAKES: list[tuple[dict[str, str], str, str]] = [
         "effectiveAt",
         "before the current usage period",
     ),
-    ({"amount": "100", "maxRolloverAmount": "-1"}, "maxRolloverAmount", "must not be negative"),
+    ({"amount": "100", "maxRolloverAmount": "1e19"}, "maxRolloverAmount", "must be at most"),
 ]
 
 

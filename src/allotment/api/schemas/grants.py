@@ -69,8 +69,8 @@ class _GrantCreate(WireModel):
     priority: Priority | None = Field(default=None, description="1 burns first; default 1")
     effective_at: UtcDateTime = Field(description="Floored to the minute")
     expiration: ExpirationPeriod | None = None
-    max_rollover_amount: AmountValue | None = Field(default=None, ge=0)
-    min_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
+    max_rollover_amount: AmountValue | None = None
+    min_rollover_amount: AmountValue | None = Field(default=None, description="Default 0")
     metadata: dict[str, str] | None = None
     recurrence: RecurringPeriodCreate | None = None
 
@@ -95,16 +95,14 @@ class GrantCreateV1(_GrantCreate):
     """`EntitlementGrantCreateInput`: expiration required, rollover amounts default to 0."""
 
     expiration: ExpirationPeriod
-    max_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
+    max_rollover_amount: AmountValue | None = Field(default=None, description="Default 0")
 
 
 class GrantCreateV2(_GrantCreate):
     """`EntitlementGrantCreateInputV2`: no expiration means never; max rollover defaults to
     the amount."""
 
-    max_rollover_amount: AmountValue | None = Field(
-        default=None, ge=0, description="Default: the amount"
-    )
+    max_rollover_amount: AmountValue | None = Field(default=None, description="Default: the amount")
     annotations: dict[str, Any] | None = None
 
     def annotations_sent(self) -> dict[str, Any] | None:
