@@ -84,3 +84,40 @@ def test_negative_rollover_bounds_are_kept_and_roll_nothing_negative(
     # At the day's reset the first grant keeps nothing (its maximum is below zero), the second
     # all it had (its negative minimum is no floor, its maximum the amount).
     assert value["balance"] == 100
+
+
+def test_a_feature_keeps_its_unit_cost_and_may_have_an_empty_name(client: TestClient) -> None:
+    setup_catalogue(client)
+    manual = {"type": "manual", "amount": "0.000015"}
+    llm = {"type": "llm", "providerProperty": "provider", "model": "gpt-4o", "tokenType": "input"}
+    for key, cost in (("manual_cost", manual), ("llm_cost", llm)):
+        body = {"key": key, "name": "", "meterSlug": "tokens", "unitCost": cost}
+        created = client.post("/api/v1/features", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["unitCost"] == cost and created.json()["name"] == ""
+        assert client.get(f"/api/v1/features/{created.json()['id']}").json()["unitCost"] == cost
+    listed = {f["key"]: f.get("unitCost") for f in client.get("/api/v1/features").json()}
+    assert listed["manual_cost"] == manual and listed["ai_tokens"] is None
+    for cost, field in [
+        ({"type": "manual", "amount": "1e-5"}, "unitCost.manual.amount"),
+        ({"type": "llm", "model": "a", "modelProperty": "m"}, "unitCost.llm"),
+        ({"type": "flat"}, "unitCost"),
+    ]:
+        body = {"key": "bad", "name": "Bad", "unitCost": cost}
+        assert problem_fields(client.post("/api/v1/features", json=body)) == [field]
+
+
+def test_an_empty_window_time_zone_means_utc(client: TestClient) -> None:
+    setup_catalogue(client)
+    send_usage(client, 5, "2024-01-15T23:30:00Z")
+    for response in (
+        client.get(
+            "/api/v1/meters/tokens/query", params={"windowSize": "DAY", "windowTimeZone": ""}
+        ),
+        client.post(
+            "/api/v1/meters/tokens/query", json={"windowSize": "DAY", "windowTimeZone": ""}
+        ),
+    ):
+        assert response.status_code == 200, response.text
+        (row,) = response.json()["data"]
+        assert row["windowStart"] == "2024-01-15T00:00:00Z"

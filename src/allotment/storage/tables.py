@@ -196,6 +196,8 @@ features = Table(
     Column("created_at", UtcTimestamp, nullable=False),
     Column("updated_at", UtcTimestamp, nullable=False),
     Column("archived_at", UtcTimestamp),
+    # OpenMeter's unitCost, kept as sent (added in 0005, hence last).
+    Column("unit_cost", JsonDocument),
     Index("uq_features_live_key", "key", unique=True, **_live("archived_at")),
 )
 

@@ -77,7 +77,9 @@ HistoryFrom = Annotated[
     UtcDateTime | None, Query(alias="from", description="Default: the last reset")
 ]
 HistoryTo = Annotated[UtcDateTime | None, Query(alias="to", description="Default: now")]
-HistoryTimeZone = Annotated[str, Query(alias="windowTimeZone", min_length=1, max_length=64)]
+HistoryTimeZone = Annotated[
+    str, Query(alias="windowTimeZone", max_length=64, description="Empty or absent: UTC.")
+]
 ResetInput = Annotated[ResetBody | None, Body()]
 
 
@@ -108,7 +110,8 @@ async def _history_query(
     end: HistoryTo = None,
     time_zone: HistoryTimeZone = "UTC",
 ) -> HistoryQuery:
-    return HistoryQuery(window_size, start, end, time_zone)
+    # An empty zone means UTC, as in OpenMeter.
+    return HistoryQuery(window_size, start, end, time_zone or "UTC")
 
 
 History = Annotated[HistoryQuery, Depends(_history_query)]

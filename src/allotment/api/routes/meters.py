@@ -256,7 +256,7 @@ async def query_parameters(
         from_time=from_time,
         to_time=to_time,
         window_size=window_size,
-        window_time_zone=window_time_zone,
+        window_time_zone=window_time_zone or "UTC",
         subject=subject,
         filter_customer_id=filter_customer_id,
         filter_group_by=_filter_group_by_parameters(request),

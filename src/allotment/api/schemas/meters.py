@@ -111,7 +111,7 @@ class MeterQueryRequest(WireModel):
     from_time: UtcDateTime | None = Field(None, alias="from", description="Inclusive.")
     to_time: UtcDateTime | None = Field(None, alias="to", description="Exclusive.")
     window_size: WindowSize | None = None
-    window_time_zone: str = "UTC"
+    window_time_zone: str = Field("UTC", description="Empty: UTC, as in OpenMeter.")
     subject: list[str] | None = Field(None, description="Filters by subject and groups by it.")
     filter_customer_id: list[str] | None = None
     filter_group_by: dict[str, list[str]] | None = Field(
@@ -131,7 +131,7 @@ class MeterQueryRequest(WireModel):
             from_time=self.from_time,
             to_time=self.to_time,
             window_size=self.window_size,
-            time_zone=self.window_time_zone,
+            time_zone=self.window_time_zone or "UTC",
             subjects=tuple(self.subject or ()),
             customer_ids=tuple(self.filter_customer_id or ()),
             group_by=tuple(self.group_by or ()),

@@ -1,4 +1,4 @@
-"""customer portal tokens
+"""customer portal tokens, features' unit cost
 
 Revision ID: 0005
 Revises: 0004
@@ -37,9 +37,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("portal_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_portal_tokens_subject"), ["subject"], unique=False)
+    with op.batch_alter_table("features", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "unit_cost", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("features", schema=None) as batch_op:
+        batch_op.drop_column("unit_cost")
     with op.batch_alter_table("portal_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_portal_tokens_subject"))
     op.drop_table("portal_tokens")
