@@ -121,3 +121,59 @@ def test_an_empty_window_time_zone_means_utc(client: TestClient) -> None:
         assert response.status_code == 200, response.text
         (row,) = response.json()["data"]
         assert row["windowStart"] == "2024-01-15T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/customers", {"key": "a", "name": None}, "name"),
+        ("/api/v1/customers", {"key": "a", "name": "A", "description": None}, "description"),
+        (
+            "/api/v1/meters",
+            {"slug": "m", "aggregation": "COUNT", "eventType": "e", "name": None},
+            "name",
+        ),
+        ("/api/v1/features", {"key": "f", "name": "F", "meterSlug": None}, "meterSlug"),
+        ("/api/v1/portal/tokens", {"subject": "s", "allowedMeterSlugs": None}, "allowedMeterSlugs"),
+        ("/api/v1/subjects", [{"key": "s", "currentPeriodStart": None}], "0.currentPeriodStart"),
+    ],
+)
+def test_null_is_refused_where_openmeter_does_not_allow_it(
+    client: TestClient, path: str, body: object, field: str
+) -> None:
+    assert problem_fields(client.post(path, json=body)) == [field]
+
+
+def test_null_is_accepted_where_openmeter_allows_it(client: TestClient) -> None:
+    customer = {"key": "a", "name": "A", "metadata": None}
+    assert client.post("/api/v1/customers", json=customer).status_code == 201
+    subject = [{"key": "s", "displayName": None, "metadata": None, "stripeCustomerId": None}]
+    assert client.post("/api/v1/subjects", json=subject).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/meters/Not-A-Slug", "meterIdOrSlug"),
+        ("/api/v1/meters/Not-A-Slug/query", "meterIdOrSlug"),
+        ("/api/v1/entitlements/not-an-id", "entitlementId"),
+        ("/api/v2/entitlements/not-an-id", "entitlementId"),
+        ("/api/v2/customers/acme/entitlements/AI%20tokens/value", "entitlementIdOrFeatureKey"),
+        ("/api/v2/customers/acme/entitlements/AI%20tokens/grants", "entitlementIdOrFeatureKey"),
+        ("/api/v1/customers/acme/entitlements/AI-tokens/value", "featureKey"),
+    ],
+)
+def test_path_keys_breaking_the_documented_pattern_are_a_400(
+    client: TestClient, path: str, field: str
+) -> None:
+    assert problem_fields(client.get(path)) == [field]
+
+
+def test_expand_takes_openmeters_values_only(client: TestClient) -> None:
+    assert client.post("/api/v1/customers", json={"key": "a", "name": "A"}).status_code == 201
+    assert client.get("/api/v1/customers", params={"expand": "subscriptions"}).status_code == 200
+    assert client.get("/api/v1/customers/a", params={"expand": "subscriptions"}).status_code == 200
+    assert problem_fields(client.get("/api/v1/customers", params={"expand": "apps"})) == [
+        "expand.0"
+    ]
+    assert problem_fields(client.get("/api/v1/customers/a", params={"expand": "x"})) == ["expand.0"]

@@ -24,7 +24,7 @@ from allotment.api.schemas.meters import (
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
 from allotment.domain.listing import SortOrder
-from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
+from allotment.domain.meters import SLUG_PATTERN, MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
@@ -34,7 +34,16 @@ router = APIRouter(
     route_class=ApiRoute, tags=["meters"], dependencies=[Depends(reject_nul_in_body)]
 )
 
-MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
+# OpenMeter's documented pattern: a slug or a ULID (anything else is a 400 naming the path).
+MeterIdOrSlug = Annotated[
+    str,
+    Path(
+        alias="meterIdOrSlug",
+        min_length=1,
+        max_length=64,
+        pattern=f"{SLUG_PATTERN}|^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{{25}}$",
+    ),
+]
 
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -89,6 +89,34 @@ class WireModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", serialize_by_alias=True
     )
+
+
+def _not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("must not be null (leave the field out instead)")
+    return value
+
+
+class RequestModel(WireModel):
+    """Base of request bodies: an optional field sent as `null` is refused (400 naming it), as
+    OpenMeter's schema refuses it, unless the schema declares it nullable (`nullable`, by
+    Python name). Leaving a field out is always fine."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for name, info in cls.model_fields.items():
+            if name in cls.nullable or info.is_required():
+                continue
+            if not any(getattr(m, "func", None) is _not_null for m in info.metadata):
+                # Explicit values are validated, defaults are not: only a sent null fails.
+                info.metadata.append(BeforeValidator(_not_null))
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
 
 
 T = TypeVar("T")

@@ -17,7 +17,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel, exact_amount
+from allotment.api.schemas.common import (
+    AmountValue,
+    RequestModel,
+    UtcDateTime,
+    WireModel,
+    exact_amount,
+)
 from allotment.api.schemas.grants import (
     GrantCreateV2,
     Priority,
@@ -40,14 +46,14 @@ _AWARE_TIME = TypeAdapter(UtcDateTime)
 # -- requests ---------------------------------------------------------------------------------
 
 
-class IssueAfterResetCreate(WireModel):
+class IssueAfterResetCreate(RequestModel):
     """v2 `issue`: the default grant, in place of `issueAfterReset`/`issueAfterResetPriority`."""
 
     amount: AmountValue = Field(ge=0)
     priority: Priority | None = None
 
 
-class EntitlementCreate(WireModel):
+class EntitlementCreate(RequestModel):
     """`EntitlementCreateInputs` (v1): metered, static or boolean, told apart by `type`."""
 
     type: Literal["metered", "static", "boolean"]
@@ -140,7 +146,7 @@ def _measure_usage_from(value: str | None) -> MeasureUsageFromPreset | datetime 
     return _AWARE_TIME.validate_python(value)
 
 
-class ResetBody(WireModel):
+class ResetBody(RequestModel):
     """`ResetEntitlementUsageInput`: every field optional."""
 
     effective_at: UtcDateTime | None = Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain import features as rules
 from allotment.domain.features import Feature, NewFeature, group_by_filters_from_wire
 from allotment.domain.group_filters import StringFilter
@@ -46,14 +46,14 @@ class FilterString(WireModel):
 _NUMERIC = r"^\-?[0-9]+(\.[0-9]+)?$"
 
 
-class ManualUnitCost(WireModel):
+class ManualUnitCost(RequestModel):
     """A fixed cost per unit; `amount` is OpenMeter's `Numeric` (a decimal as a string)."""
 
     type: Literal["manual"]
     amount: str = Field(pattern=_NUMERIC, max_length=64)
 
 
-class LlmUnitCost(WireModel):
+class LlmUnitCost(RequestModel):
     """Where an LLM cost lookup finds provider, model and token type: a meter group-by
     property or a fixed value for each (not both). Stored and returned; Allotment has no cost
     database, so `pricing` is never filled in."""
@@ -82,7 +82,7 @@ UnitCost = Annotated[ManualUnitCost | LlmUnitCost, Field(discriminator="type")]
 _UNIT_COST: TypeAdapter[ManualUnitCost | LlmUnitCost] = TypeAdapter(UnitCost)
 
 
-class FeatureCreateBody(WireModel):
+class FeatureCreateBody(RequestModel):
     key: str = Field(min_length=1, max_length=rules.KEY_MAX_LENGTH, pattern=rules.KEY_PATTERN)
     name: str = Field(max_length=rules.NAME_MAX_LENGTH)
     meter_slug: str | None = Field(

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel
+from allotment.api.schemas.common import AmountValue, RequestModel, UtcDateTime, WireModel
 from allotment.domain.grant_requests import ExpirationRequest, GrantRequest, RecurrenceRequest
 from allotment.domain.grants import PRIORITY_MAX, PRIORITY_MIN
 from allotment.domain.periods import Expiration, ExpirationDuration, Recurrence
@@ -24,7 +24,7 @@ Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 _NEVER = Expiration(ExpirationDuration.YEAR, 100)
 
 
-class RecurringPeriodCreate(WireModel):
+class RecurringPeriodCreate(RequestModel):
     """`{interval, anchor?}`: DAY, WEEK, MONTH, YEAR or an ISO 8601 duration such as P2W."""
 
     interval: str = Field(min_length=1, max_length=64, examples=["MONTH", "P2W", "PT6H"])
@@ -62,7 +62,7 @@ class ExpirationPeriod(WireModel):
         return cls(duration=expiration.duration, count=expiration.count)
 
 
-class _GrantCreate(WireModel):
+class _GrantCreate(RequestModel):
     """What both versions' grant bodies hold; they differ in defaults, not in meaning."""
 
     amount: AmountValue = Field(gt=0)

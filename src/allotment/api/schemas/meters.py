@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     DESCRIPTION_LENGTH_MAX,
@@ -36,7 +36,8 @@ _VALUE_PROPERTY_HELP = (
 _GROUP_BY_HELP = "Group-by key -> JSONPath of its value in the event's data."
 
 
-class MeterCreate(WireModel):
+class MeterCreate(RequestModel):
+    nullable = frozenset({"metadata"})
     slug: str = Field(min_length=1, max_length=SLUG_LENGTH_MAX, pattern=SLUG_PATTERN)
     aggregation: Aggregation
     event_type: str = Field(min_length=1, max_length=EVENT_TYPE_LENGTH_MAX)
@@ -61,8 +62,10 @@ class MeterCreate(WireModel):
         )
 
 
-class MeterUpdate(WireModel):
+class MeterUpdate(RequestModel):
     """A replace: an omitted name falls back to the slug, an omitted groupBy clears them."""
+
+    nullable = frozenset({"metadata"})
 
     name: str | None = Field(None, min_length=1, max_length=NAME_LENGTH_MAX)
     description: str | None = Field(None, max_length=DESCRIPTION_LENGTH_MAX)
@@ -104,7 +107,7 @@ class MeterResource(WireModel):
         )
 
 
-class MeterQueryRequest(WireModel):
+class MeterQueryRequest(RequestModel):
     """The POST form of a meter query (the GET form takes the same names as parameters)."""
 
     client_id: str | None = Field(None, min_length=1, max_length=36)

@@ -6,14 +6,14 @@ from datetime import datetime
 
 from pydantic import Field
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain.portal import PortalToken
 from allotment.services.portal import SUBJECT_LENGTH_MAX
 
 ALLOWED_METERS_MAX = 100
 
 
-class PortalTokenCreate(WireModel):
+class PortalTokenCreate(RequestModel):
     subject: str = Field(min_length=1, max_length=SUBJECT_LENGTH_MAX)
     allowed_meter_slugs: list[str] | None = Field(
         None,
@@ -25,7 +25,7 @@ class PortalTokenCreate(WireModel):
     )
 
 
-class PortalTokenInvalidate(WireModel):
+class PortalTokenInvalidate(RequestModel):
     id: str | None = Field(None, min_length=1, max_length=26)
     subject: str | None = Field(None, min_length=1, max_length=SUBJECT_LENGTH_MAX)
 
