@@ -177,3 +177,29 @@ def test_expand_takes_openmeters_values_only(client: TestClient) -> None:
         "expand.0"
     ]
     assert problem_fields(client.get("/api/v1/customers/a", params={"expand": "x"})) == ["expand.0"]
+
+
+def test_the_meter_csv_names_subjects_by_display_name_when_they_have_one(
+    client: TestClient,
+) -> None:
+    setup_catalogue(client)
+    upsert = [{"key": "acme", "displayName": "ACME, Inc."}, {"key": "globex"}]
+    assert client.post("/api/v1/subjects", json=upsert).status_code == 200
+    send_usage(client, 5, "2024-01-15T10:00:00Z", subject="acme")
+    send_usage(client, 7, "2024-01-15T10:00:00Z", subject="globex")
+    csv_text = client.get(
+        "/api/v1/meters/tokens/query",
+        params={"subject": ["acme", "globex"]},
+        headers={"Accept": "text/csv"},
+    ).text
+    lines = csv_text.strip().split("\n")
+    assert lines[0] == "window_start,window_end,subject,subject_display_name,value"
+    assert sorted(line.split(",", 2)[2] for line in lines[1:]) == [
+        'acme,"ACME, Inc.",5.000000',
+        "globex,,7.000000",
+    ]
+    # Without display names the column is left out, as before.
+    plain = client.get(
+        "/api/v1/meters/tokens/query", params={"subject": "globex"}, headers={"Accept": "text/csv"}
+    ).text
+    assert plain.split("\n")[0] == "window_start,window_end,subject,value"

@@ -203,7 +203,7 @@ def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
 
 
 def _csv_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(value.astimezone(UTC).replace(microsecond=0))
 
 
 def query_result_to_json(result: MeterQueryResult) -> bytes:
@@ -211,12 +211,16 @@ def query_result_to_json(result: MeterQueryResult) -> bytes:
 
 
 def query_result_to_csv(result: MeterQueryResult) -> str:
-    """`window_start,window_end[,subject][,customer_id][,<group keys>],value`; times in seconds,
-    values with six decimals."""
+    """`window_start,window_end[,subject[,subject_display_name]][,customer_id][,<group keys>],
+    value`; times in seconds, values with six decimals. `subject_display_name` is there, as in
+    OpenMeter, when some row's subject has a display name (empty for those without)."""
     grouping = result.grouping
     header = ["window_start", "window_end"]
+    names = result.subject_display_names if grouping.by_subject else {}
     if grouping.by_subject:
         header.append("subject")
+        if names:
+            header.append("subject_display_name")
     if grouping.by_customer:
         header.append("customer_id")
     header.extend(grouping.keys)
@@ -228,6 +232,8 @@ def query_result_to_csv(result: MeterQueryResult) -> str:
         line = [_csv_time(row.window_start), _csv_time(row.window_end)]
         if grouping.by_subject:
             line.append(row.subject or "")
+            if names:
+                line.append(names.get(row.subject or "", ""))
         if grouping.by_customer:
             line.append(row.customer_id or "")
         group_values: Mapping[str, str | None] = row.group_by
