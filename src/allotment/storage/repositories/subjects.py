@@ -79,7 +79,7 @@ class SubjectRepository(Repository):
             subjects.c.deleted_at.is_(None),
             subjects.c.display_name.is_not(None),
         )
-        return {key: name for key, name in self.connection.execute(query)}
+        return {row.key: row.display_name for row in self.connection.execute(query)}
 
     def add_if_absent(self, subject: Subject) -> bool:
         self.changes.catalog = True
