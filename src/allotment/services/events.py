@@ -128,3 +128,12 @@ def _listed(
         )
         for item in stored
     ]
+
+
+def events_today_by_subject(context: ServiceContext) -> dict[str, int]:
+    """Events stored since midnight UTC, per subject (OpenMeter's debug counters, which reset
+    every day at midnight UTC)."""
+    now = context.clock()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with context.database.unit_of_work() as uow:
+        return uow.events.counts_by_subject_since(midnight)

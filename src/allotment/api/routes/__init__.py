@@ -10,6 +10,7 @@ from allotment.api.routes import (
     events,
     features,
     grants,
+    info,
     meters,
     portal,
     subjects,
@@ -25,4 +26,5 @@ ROUTERS: list[APIRouter] = [
     grants.router,
     portal.router,
     portal.query_router,
+    info.router,
 ]

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
+from allotment.api.progress import ProgressTracker
 from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import reject_nul_in_body
@@ -210,11 +211,16 @@ def _wants_csv(request: Request) -> bool:
 
 
 def _query_response(
-    request: Request, context: ServiceContext, meter_id_or_slug: str, query: MeterQuery
+    request: Request,
+    context: ServiceContext,
+    meter_id_or_slug: str,
+    query: MeterQuery,
+    client_id: str | None,
 ) -> Response:
-    return query_result_response(
-        request, meters_service.query_meter(context, meter_id_or_slug, query)
-    )
+    tracker: ProgressTracker = request.app.state.progress
+    with tracker.track(client_id):
+        result = meters_service.query_meter(context, meter_id_or_slug, query)
+    return query_result_response(request, result)
 
 
 def query_result_response(request: Request, result: MeterQueryResult) -> Response:
@@ -292,7 +298,9 @@ def query_meter(
     meter_id_or_slug: MeterIdOrSlug,
     parameters: Annotated[MeterQueryRequest, Depends(query_parameters)],
 ) -> Response:
-    return _query_response(request, context, meter_id_or_slug, parameters.to_query())
+    return _query_response(
+        request, context, meter_id_or_slug, parameters.to_query(), parameters.client_id
+    )
 
 
 @router.post(
@@ -309,8 +317,8 @@ def query_meter_post(
     meter_id_or_slug: MeterIdOrSlug,
     body: Annotated[MeterQueryRequest | None, Body()] = None,
 ) -> Response:
-    query = (body or MeterQueryRequest()).to_query()
-    return _query_response(request, context, meter_id_or_slug, query)
+    sent = body or MeterQueryRequest()
+    return _query_response(request, context, meter_id_or_slug, sent.to_query(), sent.client_id)
 
 
 @router.get(

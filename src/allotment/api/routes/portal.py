@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
+from allotment.api.progress import ProgressTracker
 from allotment.api.routes.meters import (
     FILTER_GROUP_BY_PARAMETER,
     QUERY_RESPONSES,
@@ -104,5 +105,7 @@ def query_portal_meter(
     token: Annotated[PortalToken, Depends(portal_token)],
     parameters: Annotated[MeterQueryRequest, Depends(query_parameters)],
 ) -> Response:
-    result = portal_service.query_meter(context, token, meter_slug, parameters.to_query())
+    tracker: ProgressTracker = request.app.state.progress
+    with tracker.track(parameters.client_id):
+        result = portal_service.query_meter(context, token, meter_slug, parameters.to_query())
     return query_result_response(request, result)

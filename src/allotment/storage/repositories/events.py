@@ -179,6 +179,15 @@ class EventRepository(Repository):
         stored = self.connection.exec_driver_sql(_POSTGRES_INSERT)
         return sorted((first_index[(source, id_)], int(seq)) for seq, source, id_ in stored)
 
+    def counts_by_subject_since(self, since: datetime) -> dict[str, int]:
+        """Subject -> how many events were stored (ingested) at or after `since`."""
+        query = (
+            select(events.c.subject, func.count())
+            .where(_ingested_at >= to_micros(since))
+            .group_by(events.c.subject)
+        )
+        return {row[0]: int(row[1]) for row in self.connection.execute(query)}
+
     def count(self) -> int:
         return int(self.connection.execute(select(func.count()).select_from(events)).scalar_one())
 
