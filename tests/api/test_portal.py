@@ -102,10 +102,15 @@ def test_a_token_expires(client: TestClient, portal: TestClient, clock: Settable
     assert problem_fields(past) == ["expiresAt"]
 
 
-def test_invalidating_by_id_and_by_subject(client: TestClient, portal: TestClient) -> None:
+def test_invalidating_by_id_and_by_subject(
+    client: TestClient, portal: TestClient, clock: SettableClock
+) -> None:
     _usage(client)
-    first, second = _token(client), _token(client)
-    third = _token(client, subject="globex")
+    made = []
+    for subject in ("acme", "acme", "globex"):
+        made.append(_token(client, subject=subject))
+        clock.set(clock.now + timedelta(seconds=1))  # the listing is newest first
+    first, second, third = made
     response = client.post("/api/v1/portal/tokens/invalidate", json={"id": first["id"]})
     assert response.status_code == 204, response.text
     assert "invalidated" in problem(_query(portal, first["token"]), 401)["detail"]
