@@ -30,6 +30,7 @@ def test_instance_is_a_uri_for_a_path_with_a_space(client: TestClient) -> None:
 def test_a_time_parameter_must_be_an_rfc3339_date_time(client: TestClient, sent: str) -> None:
     response = client.get("/api/v1/meters/none/query", params={"from": sent})
     assert problem_fields(response) == ["from"]
+    assert problem(response)["detail"].startswith("from: must be an RFC 3339 date-time")
 
 
 def test_an_rfc3339_time_parameter_is_read(client: TestClient) -> None:

@@ -150,7 +150,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        FieldError(field=_location(tuple(e["loc"])), message=e["msg"], code=e["type"])
+        # Our own validators' messages read as they are written, without pydantic's prefix.
+        FieldError(
+            field=_location(tuple(e["loc"])),
+            message=e["msg"].removeprefix("Value error, "),
+            code=e["type"],
+        )
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
