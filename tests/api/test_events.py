@@ -99,6 +99,8 @@ def test_a_bad_event_stores_nothing_and_is_named(client: TestClient) -> None:
         ({"datacontenttype": "application/xml"}, "[0].datacontenttype"),
         ({"id": "x" * 257}, "[0].id"),
         ({"dataschema": ""}, "[0].dataschema"),
+        ({"dataschema": "AAA"}, "[0].dataschema"),
+        ({"dataschema": "https://example.com/a b"}, "[0].dataschema"),
     ],
 )
 def test_each_rule_names_its_field(client: TestClient, change: dict[str, Any], field: str) -> None:

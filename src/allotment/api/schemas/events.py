@@ -7,8 +7,8 @@ job: one loop, no model object per event. Every problem is reported by its place
 
 - `id`, `source`, `type`, `subject`: strings of 1 to 256 characters; `specversion` "1.0" or
   "0.3" (may be left out: the official SDK does); `time`: RFC 3339 with an offset, 1970 to 7999;
-  `datacontenttype`: "application/json" or absent; `dataschema`: 1 to 1024 characters; `data`:
-  a JSON object or absent. Other attributes (CloudEvents extensions) are ignored.
+  `datacontenttype`: "application/json" or absent; `dataschema`: a URI of 1 to 1024 characters;
+  `data`: a JSON object or absent. Other attributes (CloudEvents extensions) are ignored.
 - Numbers in `data` are kept exactly as sent (`0.1` stays `0.1`, `1e-400` stays `1E-400`);
   NaN and Infinity are refused, and so are numbers no database can hold
   (`EVENT_EXPONENT_MAX`). Whether a meter can count a number is the meter's business
@@ -115,6 +115,8 @@ def media_type(content_type: str | None) -> str:
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:?\d{2})"
 )
+# An absolute URI as OpenMeter's schema has it (`format: uri`): a scheme, then no whitespace.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]*\Z")
 _EARLIEST_SECONDS = EARLIEST.timestamp()
 _LATEST_SECONDS = LATEST.timestamp()
 # Tokens only a body with exotic numbers contains: such bodies get the slower checks.
@@ -228,6 +230,10 @@ def _event(
     ):
         errors.append(
             FieldError(f"{prefix}dataschema", f"must be 1 to {DATASCHEMA_LENGTH_MAX} characters")
+        )
+    elif schema is not None and _URI.match(schema) is None:
+        errors.append(
+            FieldError(f"{prefix}dataschema", "must be a URI, e.g. https://example.com/s.json")
         )
     elif check_text and schema is not None and not is_storable_text(schema):
         errors.append(FieldError(f"{prefix}dataschema", _NUL_MESSAGE, "string_nul"))
