@@ -100,6 +100,10 @@ def test_a_token_expires(client: TestClient, portal: TestClient, clock: Settable
         "/api/v1/portal/tokens", json={"subject": "acme", "expiresAt": "2024-01-01T00:00:00Z"}
     )
     assert problem_fields(past) == ["expiresAt"]
+    far = client.post(
+        "/api/v1/portal/tokens", json={"subject": "acme", "expiresAt": "9999-01-01T00:00:00Z"}
+    )
+    assert problem_fields(far) == ["expiresAt"]
 
 
 def test_invalidating_by_id_and_by_subject(

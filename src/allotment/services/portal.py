@@ -11,6 +11,7 @@ import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from allotment.domain.instants import checked_instant
 from allotment.domain.meters import MeterQuery, MeterQueryResult
 from allotment.domain.portal import PortalToken
 from allotment.domain.text import UNSTORABLE_TEXT, is_storable_text
@@ -40,8 +41,11 @@ def create_token(
         errors.add("subject", f"must be 1 to {SUBJECT_LENGTH_MAX} characters")
     elif not is_storable_text(subject):
         errors.add("subject", UNSTORABLE_TEXT)
-    if expires_at is not None and expires_at <= now:
-        errors.add("expiresAt", "must be in the future")
+    if expires_at is not None:
+        with errors.collecting():
+            checked_instant(expires_at, "expiresAt")
+        if expires_at <= now:
+            errors.add("expiresAt", "must be in the future")
     slugs = None if allowed_meter_slugs is None else tuple(dict.fromkeys(allowed_meter_slugs))
     errors.raise_if_any("invalid portal token")
     token = PortalToken(
