@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve test test-fast soak lint format migrate check-migrations bench bench-quick clean
+.PHONY: help setup serve test test-fast conformance soak lint format migrate check-migrations bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: $(STAMP) ## Run every test (PostgreSQL tests need a server on 127.0.0.1:54
 
 test-fast: $(STAMP) ## Tests on SQLite only
 	$(BIN)/pytest -m "not postgres"
+
+conformance: $(STAMP) ## OpenMeter's OpenAPI document against a live server, deeper than make test's run (random, 100 examples per operation)
+	ALLOTMENT_CONFORMANCE_RANDOM=1 ALLOTMENT_CONFORMANCE_EXAMPLES=100 $(BIN)/pytest tests/api/test_openmeter_conformance.py -q
 
 soak: $(STAMP) ## Minutes of SIGKILL, database-down, hung-database and hostile-input tests; prints figures
 	rm -f /tmp/allotment-soak.txt

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     # How long an Idempotency-Key is remembered.
     idempotency_key_ttl_hours: float = Field(default=24.0, gt=0)
+    # How long a customer portal token lives when its creator names no `expiresAt`.
+    portal_token_ttl_hours: float = Field(default=1.0, gt=0)
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

@@ -144,7 +144,10 @@ def test_unknown_owners_are_404(catalogue: TestClient) -> None:
     assert fields_of(problem(catalogue.get(f"{V2}/01HZZZZZZZZZZZZZZZZZZZZZZZ"), 404)) == [
         "entitlementIdOrFeatureKey"
     ]
-    assert fields_of(problem(catalogue.get("/api/v2/entitlements/nope"), 404)) == ["entitlementId"]
+    unknown = "/api/v2/entitlements/01HZZZZZZZZZZZZZZZZZZZZZZZ"
+    assert fields_of(problem(catalogue.get(unknown), 404)) == ["entitlementId"]
+    # Not shaped like an id at all: OpenMeter's pattern refuses it.
+    assert fields_of(problem(catalogue.get("/api/v2/entitlements/nope"), 400)) == ["entitlementId"]
 
 
 def test_grant_errors(catalogue: TestClient) -> None:

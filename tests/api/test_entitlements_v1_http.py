@@ -280,6 +280,39 @@ def test_history_over_http_adds_up(catalogue: TestClient, clock: SettableClock) 
     }
 
 
+def test_history_windows_are_whole_windows_of_the_time_zone(
+    catalogue: TestClient, clock: SettableClock
+) -> None:
+    """As OpenMeter reports them: from the start of the window holding `from` to the end of the
+    one holding `to`, in the requested zone; usage counts only inside [from, to), and the first
+    balance is the balance at `from`, so the windows still add up."""
+    entitlement = _create_metered(catalogue, issueAfterReset=1000, measureUsageFrom="NOW")
+    send_usage(catalogue, 100, "2024-01-15T12:30:00Z")  # before `from`
+    send_usage(catalogue, 40, "2024-01-15T13:10:00Z")
+    send_usage(catalogue, 250, "2024-01-16T22:45:00Z")
+    send_usage(catalogue, 7, "2024-01-17T01:00:00Z")  # after `to`
+    clock.set(datetime(2024, 1, 18, tzinfo=UTC))
+    params = {
+        "windowSize": "DAY",
+        "windowTimeZone": "Europe/Paris",
+        "from": "2024-01-15T13:00:00Z",
+        "to": "2024-01-16T23:30:00Z",  # 00:30 on the 17th in Paris
+    }
+    history = catalogue.get(f"{SUBJECT}/{entitlement['id']}/history", params=params).json()
+    assert [
+        (w["period"]["from"], w["period"]["to"], w["usage"], w["balanceAtStart"])
+        for w in history["windowedHistory"]
+    ] == [
+        ("2024-01-14T23:00:00Z", "2024-01-15T23:00:00Z", 40, 900),
+        ("2024-01-15T23:00:00Z", "2024-01-16T23:00:00Z", 250, 860),
+        ("2024-01-16T23:00:00Z", "2024-01-17T23:00:00Z", 0, 610),
+    ]
+    # The burn-down still covers the range asked for, not the whole windows.
+    (segment,) = history["burndownHistory"]
+    assert segment["period"] == {"from": "2024-01-15T13:00:00Z", "to": "2024-01-16T23:30:00Z"}
+    assert segment["balanceAtEnd"] == 610
+
+
 def test_delete_and_override_over_http(catalogue: TestClient, clock: SettableClock) -> None:
     old = _create_metered(catalogue, issueAfterReset=1000)
     clock.set(datetime(2024, 1, 16, tzinfo=UTC))

@@ -91,7 +91,7 @@ def test_a_bad_event_stores_nothing_and_is_named(client: TestClient) -> None:
         ({"source": ""}, "[0].source"),
         ({"type": 7}, "[0].type"),
         ({"subject": None}, "[0].subject"),
-        ({"specversion": "0.3"}, "[0].specversion"),
+        ({"specversion": "0.2"}, "[0].specversion"),
         ({"time": "2024-01-15T10:00:00"}, "[0].time"),
         ({"time": 1705312800}, "[0].time"),
         ({"data": "tokens=5"}, "[0].data"),
@@ -99,6 +99,8 @@ def test_a_bad_event_stores_nothing_and_is_named(client: TestClient) -> None:
         ({"datacontenttype": "application/xml"}, "[0].datacontenttype"),
         ({"id": "x" * 257}, "[0].id"),
         ({"dataschema": ""}, "[0].dataschema"),
+        ({"dataschema": "AAA"}, "[0].dataschema"),
+        ({"dataschema": "https://example.com/a b"}, "[0].dataschema"),
     ],
 )
 def test_each_rule_names_its_field(client: TestClient, change: dict[str, Any], field: str) -> None:

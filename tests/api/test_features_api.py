@@ -42,6 +42,7 @@ def test_create_fills_both_filter_forms(client: TestClient, tokens_meter: str) -
         "meterGroupByFilters": {"model": "gpt-4"},
         "advancedMeterGroupByFilters": {"model": {"$eq": "gpt-4"}},
         "metadata": {"team": "ai"},
+        "unitCost": {"type": "manual", "amount": "0.1"},
         "createdAt": "2024-01-15T12:00:00Z",
         "updatedAt": "2024-01-15T12:00:00Z",
     }

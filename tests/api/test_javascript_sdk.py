@@ -1,7 +1,7 @@
 """The official OpenMeter JavaScript SDK (`@openmeter/sdk`, pinned in tests/js/package.json)
 runs the announcement scenario against a real server: meters, events (batch and duplicate),
 features, customers, v2 customer entitlements, v1 subject entitlements and grants, values,
-history, reset, void, access, and the lists.
+history, reset, void, access, and the lists; and its portal client with the v2 event list.
 
 Needs Node.js and npm (the packages come from the npm registry on first run); skipped without
 them unless ALLOTMENT_REQUIRE_NODE=1, which CI sets.
@@ -46,6 +46,22 @@ def test_javascript_sdk_runs_the_announcement_scenario(
     live_server.clock.release()  # the SDK stamps events and grants with the real time
     result = subprocess.run(
         [str(node_sdk), "scenario.mjs", live_server.url, live_server.admin_key, "1"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.strip() == "ok"
+
+
+def test_javascript_sdk_portal_client_and_v2_event_list(
+    node_sdk: Path, live_server: LiveServer
+) -> None:
+    live_server.clock.release()  # portal tokens expire by the real time
+    result = subprocess.run(
+        [str(node_sdk), "portal.mjs", live_server.url, live_server.admin_key, "1"],
         cwd=JS_DIR,
         capture_output=True,
         text=True,

@@ -154,7 +154,7 @@ GRANT_MISTAKES: list[tuple[dict[str, str], str, str]] = [
         "effectiveAt",
         "before the current usage period",
     ),
-    ({"amount": "100", "maxRolloverAmount": "-1"}, "maxRolloverAmount", "must not be negative"),
+    ({"amount": "100", "maxRolloverAmount": "1e19"}, "maxRolloverAmount", "must be at most"),
 ]
 
 
@@ -224,8 +224,6 @@ def test_meter_feature_and_customer_forms_report_each_bad_field(
     )
     assert "expected key=value" in field_error(response.text, "filters")
     assert kept(response.text, "filters") == "colour=red\nnonsense"
-    response = _post(admin_ui, "/ui/features/new", key="gpt", name="", meterSlug="tokens")
-    assert "must not be empty" in field_error(response.text, "name")
     response = _post(
         admin_ui,
         "/ui/features/new",

@@ -386,3 +386,47 @@ def test_initial_state_holds_every_grant_active_at_measurement_start() -> None:
     state = initial_state(t, grants)
     assert dict(state.grant_balances) == {"a": Decimal(5)}
     assert (state.at, state.period_start, state.overage) == (T0, T0, 0)
+
+
+@pytest.mark.parametrize(
+    ("from_", "to", "size", "zone", "expected"),
+    [
+        # DST: the first whole day in Los Angeles starts at local midnight (08:00Z), the 23-hour
+        # day of the change follows, and `to` inside the next day gives that day whole.
+        (
+            datetime(2024, 3, 9, 10, tzinfo=UTC),
+            datetime(2024, 3, 11, 9, tzinfo=UTC),
+            "DAY",
+            "America/Los_Angeles",
+            [
+                ("2024-03-09T08:00", "2024-03-10T08:00"),
+                ("2024-03-10T08:00", "2024-03-11T07:00"),
+                ("2024-03-11T07:00", "2024-03-12T07:00"),
+            ],
+        ),
+        # `to` on a boundary: no window after it.
+        (
+            datetime(2024, 1, 15, 10, 20, tzinfo=UTC),
+            datetime(2024, 1, 15, 12, tzinfo=UTC),
+            "HOUR",
+            "UTC",
+            [("2024-01-15T10:00", "2024-01-15T11:00"), ("2024-01-15T11:00", "2024-01-15T12:00")],
+        ),
+        # One window holding both ends, and half-hour zones.
+        (
+            datetime(2024, 2, 10, tzinfo=UTC),
+            datetime(2024, 2, 11, tzinfo=UTC),
+            "MONTH",
+            "Asia/Kolkata",
+            [("2024-01-31T18:30", "2024-02-29T18:30")],
+        ),
+    ],
+)
+def test_aligned_windows_cover_the_windows_holding_from_and_to(
+    from_: datetime, to: datetime, size: str, zone: str, expected: list[tuple[str, str]]
+) -> None:
+    query = history_query(from_, to, size, zone, datetime(2024, 1, 1, tzinfo=UTC))
+    aligned = [query.aligned(window) for window in query.windows]
+    assert [(p.start.isoformat()[:16], p.end.isoformat()[:16]) for p in aligned] == expected
+    # The clipped windows the engine counts are still exactly the range.
+    assert query.windows[0].start == from_ and query.windows[-1].end == to

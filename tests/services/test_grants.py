@@ -86,7 +86,7 @@ def test_priority_then_expiry_decides_what_burns_first(setup: ServiceContext) ->
         (grant(100, NOW, expiration=("DAY", 1001)), GrantDefaults.V2, "expiration.count"),
         (grant(100, NOW, priority=0), GrantDefaults.V2, "priority"),
         (grant(100, NOW, recurrence="PT10M"), GrantDefaults.V2, "recurrence.interval"),
-        (grant(100, NOW, max_rollover="-1"), GrantDefaults.V2, "maxRolloverAmount"),
+        (grant(100, NOW, max_rollover="1e19"), GrantDefaults.V2, "maxRolloverAmount"),
     ],
 )
 def test_invalid_grants_name_the_field(

@@ -17,6 +17,7 @@ from allotment.api.edge import Edge
 from allotment.api.fast_reads import FastValueReads
 from allotment.api.json_body import JsonLimits
 from allotment.api.openapi import build_openapi
+from allotment.api.progress import ProgressTracker
 from allotment.api.rate_limits import RateLimits
 from allotment.api.routes import ROUTERS, health
 from allotment.api.routing import Guard
@@ -77,6 +78,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.readiness = readiness
+    app.state.progress = ProgressTracker(context.clock)
     app.state.guard = Guard(
         context=context,
         rate_limits=RateLimits(settings),

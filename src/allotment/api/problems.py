@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Request
@@ -60,6 +61,15 @@ def status_for(error: AllotmentError) -> int:
     return 400
 
 
+# What may stay as it is in a URN's path (RFC 8141 pchar, plus "/"); anything else, a space or a
+# character outside ASCII in a decoded path, is percent-encoded so `instance` stays a valid URI.
+_URN_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def instance_uri(path: str) -> str:
+    return "urn:request:" + quote(path, safe=_URN_SAFE)
+
+
 def problem_body(
     status: int,
     detail: str,
@@ -74,7 +84,7 @@ def problem_body(
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "instance": f"urn:request:{path}",
+        "instance": instance_uri(path),
     }
     extra = dict(extensions or {})
     if errors:
@@ -140,7 +150,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        FieldError(field=_location(tuple(e["loc"])), message=e["msg"], code=e["type"])
+        # Our own validators' messages read as they are written, without pydantic's prefix.
+        FieldError(
+            field=_location(tuple(e["loc"])),
+            message=e["msg"].removeprefix("Value error, "),
+            code=e["type"],
+        )
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"

@@ -29,8 +29,9 @@ from allotment.api import json_body
 from allotment.api.rate_limits import RateLimits
 from allotment.api.request_info import API_KEY, JSON_DOCUMENT, request_info
 from allotment.domain.api_keys import Action, ApiKey
+from allotment.domain.portal import PortalToken
 from allotment.errors import Unauthenticated
-from allotment.services import api_keys
+from allotment.services import api_keys, portal
 from allotment.services.context import ServiceContext
 
 _ACTION_ATTRIBUTE = "__allotment_action__"
@@ -165,6 +166,43 @@ class ApiRoute(APIRoute):
             if action is Action.MANAGE and response.status_code < 400:
                 _audit(request, response, operation, key)
             return response
+
+        return guarded
+
+
+PORTAL_TOKEN = "allotment.portal_token"
+
+
+async def authenticate_portal(request: Request) -> PortalToken:
+    """The caller's live portal token; 401 otherwise. API keys are no portal tokens, nor the
+    other way round: each is looked up only among its own kind."""
+    guard: Guard = request.app.state.guard
+    client = request.client.host if request.client else "unknown"
+    guard.rate_limits.refuse_if_blocked(client)
+    try:
+        token = await run_in_threadpool(portal.authenticate, guard.context, bearer_token(request))
+    except Unauthenticated:
+        guard.rate_limits.authentication_failed(client)
+        raise
+    request.scope[PORTAL_TOKEN] = token
+    return token
+
+
+async def portal_token(request: Request) -> PortalToken:
+    """The dependency handing a portal route's endpoint its (already checked) token."""
+    token: PortalToken = request.scope[PORTAL_TOKEN]
+    return token
+
+
+class PortalRoute(APIRoute):
+    """A customer portal route: authenticated by a portal token, never by an API key."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            await authenticate_portal(request)
+            return await handler(request)
 
         return guarded
 

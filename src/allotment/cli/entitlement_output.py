@@ -135,7 +135,7 @@ def history_document(history: History) -> Document:
     return {
         "windowedHistory": [
             {
-                "period": _period(w.period),
+                "period": _period(w.full_period),
                 "usage": w.usage,
                 "balanceAtStart": w.balance_at_start,
             }

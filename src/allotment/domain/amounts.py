@@ -17,20 +17,22 @@ AMOUNT_MAX = Decimal(10) ** 18
 FRACTION_DIGITS_MAX = 18
 
 
-def checked_amount(value: Decimal | int, field: str, *, positive: bool = False) -> Decimal:
+def checked_amount(
+    value: Decimal | int, field: str, *, positive: bool = False, signed: bool = False
+) -> Decimal:
     """`value` as an exact Decimal, or InvalidInput naming `field`.
 
-    Refuses non-finite values, negatives (and zero when `positive`), values above AMOUNT_MAX and
-    more than FRACTION_DIGITS_MAX digits after the point.
+    Refuses non-finite values, negatives unless `signed` (and zero when `positive`), values
+    beyond AMOUNT_MAX either way and more than FRACTION_DIGITS_MAX digits after the point.
     """
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise InvalidInput("must be a number", field=field)
     amount = Decimal(value)
     if not amount.is_finite():
         raise InvalidInput("must be a finite number", field=field)
-    if amount < 0 or (positive and amount == 0):
+    if (amount < 0 and not signed) or (positive and amount <= 0):
         raise InvalidInput("must be positive" if positive else "must not be negative", field=field)
-    if amount > AMOUNT_MAX:
+    if abs(amount) > AMOUNT_MAX:
         raise InvalidInput(f"must be at most {AMOUNT_MAX:,}", field=field)
     exponent = amount.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > FRACTION_DIGITS_MAX:

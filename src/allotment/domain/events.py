@@ -14,14 +14,18 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+from allotment.domain.event_filters import TimeFilter
+from allotment.domain.group_filters import StringFilter
 from allotment.domain.instants import is_client_instant
 from allotment.domain.meters import Meter
 
 SPEC_VERSION: Final = "1.0"
+# CloudEvents 0.3 events carry the same attributes Allotment reads; OpenMeter accepts both.
+SPEC_VERSIONS: Final = frozenset({"1.0", "0.3"})
 """The only CloudEvents version there is; an event that leaves it out is taken to mean it."""
 
 LIST_LIMIT_MAX: Final = 100
@@ -55,6 +59,8 @@ class StoredEvent:
     excluded_at: datetime | None = None
     """Set while an admin's correction keeps the event out of every usage read."""
     excluded_reason: str | None = None
+    seq: int = 0
+    """The order it was stored in (breaks ties of equal times in the listing)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,21 @@ class EventFilter:
     subject_contains: str | None = None
     subjects: Sequence[str] | None = None
     """Exact subjects (resolved from customer ids); None means any subject."""
+    matching: Mapping[str, StringFilter] = field(default_factory=dict)
+    """`id`, `source`, `subject` or `type` -> the filter its value must pass (v2 list)."""
+    times: Mapping[str, TimeFilter] = field(default_factory=dict)
+    """`time` or `ingestedAt` -> the filter the instant must pass (v2 list)."""
+    before: EventPosition | None = None
+    """Only events after this one in the listing's order (a v2 cursor)."""
+
+
+@dataclass(frozen=True)
+class EventPosition:
+    """Where a stored event stands in the listing's order: newest time first, then newest
+    stored first."""
+
+    time: datetime
+    seq: int
 
 
 def validation_error(event: Event, meters: Iterable[Meter]) -> str | None:

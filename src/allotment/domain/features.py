@@ -53,6 +53,8 @@ class Feature:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None = None
+    unit_cost: Mapping[str, Any] | None = None
+    """OpenMeter's `unitCost` (`manual` or `llm`), kept as sent: Allotment prices nothing."""
 
     @property
     def is_archived(self) -> bool:
@@ -79,6 +81,7 @@ class NewFeature:
     meter_slug: str | None = None
     group_by_filters: Mapping[str, StringFilter] = field(default_factory=dict)
     metadata: Mapping[str, str] | None = None
+    unit_cost: Mapping[str, Any] | None = None
 
 
 def is_valid_key(key: str) -> bool:
@@ -132,14 +135,15 @@ def validate_new_feature(feature: NewFeature) -> None:
         len(feature.meter_slug) <= KEY_MAX_LENGTH and re.match(KEY_PATTERN, feature.meter_slug)
     ):
         errors.add("meterSlug", "must be a meter slug: lowercase letters, digits and underscores")
-    if not feature.name:
-        errors.add("name", "must not be empty")
-    elif len(feature.name) > NAME_MAX_LENGTH:
+    # An empty name is allowed, as OpenMeter's schema allows it.
+    if len(feature.name) > NAME_MAX_LENGTH:
         errors.add("name", f"must be at most {NAME_MAX_LENGTH} characters")
     elif not is_storable_text(feature.name):
         errors.add("name", UNSTORABLE_TEXT)
     if feature.metadata is not None and not is_storable_document(feature.metadata):
         errors.add("metadata", UNSTORABLE_TEXT)
+    if feature.unit_cost is not None and not is_storable_document(feature.unit_cost):
+        errors.add("unitCost", UNSTORABLE_TEXT)
     if feature.group_by_filters and feature.meter_slug is None:
         errors.add("meterGroupByFilters", "group-by filters need a meterSlug")
     errors.raise_if_any("invalid feature")

@@ -89,8 +89,9 @@ def new_grant(
     """
     errors = ErrorList()
     amount = _amount(errors, request.amount, "amount", positive=True)
-    minimum = _amount(errors, request.min_rollover_amount, "minRolloverAmount")
-    maximum = _amount(errors, request.max_rollover_amount, "maxRolloverAmount")
+    # Negative bounds are accepted as OpenMeter accepts them (Grant.rollover says what they do).
+    minimum = _amount(errors, request.min_rollover_amount, "minRolloverAmount", signed=True)
+    maximum = _amount(errors, request.max_rollover_amount, "maxRolloverAmount", signed=True)
     expiration = None
     if request.expiration is not None:
         with errors.collecting():
@@ -142,10 +143,15 @@ def new_grant(
 
 
 def _amount(
-    errors: ErrorList, value: Decimal | None, field: str, *, positive: bool = False
+    errors: ErrorList,
+    value: Decimal | None,
+    field: str,
+    *,
+    positive: bool = False,
+    signed: bool = False,
 ) -> Decimal | None:
     if value is None:
         return None
     with errors.collecting():
-        return checked_amount(value, field, positive=positive)
+        return checked_amount(value, field, positive=positive, signed=signed)
     return None

@@ -70,10 +70,7 @@ class Grant:
             raise ValueError(f"grant {self.id}: amount must be positive, got {amount}")
         object.__setattr__(self, "amount", amount)
         for name in ("min_rollover_amount", "max_rollover_amount"):
-            value = as_decimal(getattr(self, name), name)
-            if value < 0:
-                raise ValueError(f"grant {self.id}: {name} must not be negative")
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, as_decimal(getattr(self, name), name))
         object.__setattr__(self, "effective_at", truncate_to_minute(self.effective_at))
         object.__setattr__(self, "created_at", ensure_utc(self.created_at, "created_at"))
         if self.expires_at is not None:
@@ -107,12 +104,16 @@ class Grant:
         )
 
     def rollover(self, balance: Decimal) -> Decimal:
-        """Balance kept at a reset: `min(max_rollover, max(balance, min_rollover))`.
+        """Balance kept at a reset: `min(max_rollover, max(balance, min_rollover))`, never below 0.
 
         `min` is applied last, so with `min_rollover > max_rollover` the result is the max
-        (OpenMeter accepts that combination silently; so do we).
+        (OpenMeter accepts that combination silently; so do we). The bounds may be negative,
+        as OpenMeter's schema allows; a grant's balance is never negative there (a deficit is
+        overage), so a negative result keeps nothing: a negative maximum rolls nothing over, a
+        negative minimum is no floor.
         """
-        return min(self.max_rollover_amount, max(balance, self.min_rollover_amount))
+        kept = min(self.max_rollover_amount, max(balance, self.min_rollover_amount))
+        return max(kept, Decimal(0))
 
     def recurrences_between(self, start: datetime, end: datetime) -> list[datetime]:
         """Refill instants r with `start < r <= end` at which the grant is active."""

@@ -6,8 +6,11 @@ Rules (README.md, "History"):
   `measureUsageFrom`, and `to` must come after `from`.
 - Windows are MINUTE, HOUR, DAY or MONTH long and aligned in the requested IANA time zone, DST
   included: DAY windows in America/Los_Angeles run from local midnight to local midnight (23 or
-  25 hours on change days). The first and last window are clipped to `[from, to)`, so every
-  window says exactly which stretch its usage covers.
+  25 hours on change days). The engine counts the first and last window clipped to
+  `[from, to)`; each window also carries its whole aligned period (`aligned`), from the start
+  of the window holding `from` to the end of the one holding `to`, which the API reports as
+  OpenMeter does. Usage still counts only inside `[from, to)`, and the first window's balance
+  is the balance at `from`, so the windows still add up.
 - Every window is returned, zero-filled when nothing happened.
 - `balance_at_start` is exact: the engine state at the window start (observed by the run, not
   back-computed), so `balance_at_start - grant burn in the window = next balance_at_start`
@@ -119,6 +122,19 @@ class HistoryQuery:
     def window_starts(self) -> list[datetime]:
         return [w.start for w in self.windows]
 
+    def aligned(self, window: Period) -> Period:
+        """`window` at its full length: only the first and last can differ from it."""
+        start = truncate_to_minute(_floor_local(window.start, self.window_size, self.time_zone))
+        end = window.end
+        if window.end == self.end:
+            following = _next_local(
+                _floor_local(window.start, self.window_size, self.time_zone),
+                self.window_size,
+                self.time_zone,
+            )
+            end = max(truncate_to_minute(following), window.end)
+        return Period(start, end)
+
 
 def history_query(
     from_: datetime,
@@ -168,8 +184,15 @@ def history_query(
 @dataclass(frozen=True)
 class HistoryWindow:
     period: Period
+    """The stretch the usage covers: the aligned window clipped to the range."""
     usage: Decimal
     balance_at_start: Decimal
+    aligned: Period | None = None
+    """The whole window in the requested time zone (None: the same as `period`)."""
+
+    @property
+    def full_period(self) -> Period:
+        return self.aligned or self.period
 
 
 @dataclass(frozen=True)
@@ -246,7 +269,12 @@ def build_history(
                 i += 1
             usages.append(total)
     windows = tuple(
-        HistoryWindow(period=w, usage=u, balance_at_start=over.observed[w.start].balance)
+        HistoryWindow(
+            period=w,
+            usage=u,
+            balance_at_start=over.observed[w.start].balance,
+            aligned=query.aligned(w),
+        )
         for w, u in zip(query.windows, usages, strict=True)
     )
     return History(

@@ -659,6 +659,8 @@ class MeterQueryResult:
     query: MeterQuery
     grouping: Grouping
     rows: Sequence[MeterQueryRow]
+    subject_display_names: Mapping[str, str] = field(default_factory=dict)
+    """Subject key -> display name, for the subjects of the rows that have one."""
 
 
 def whole_range_bounds(

@@ -73,7 +73,8 @@ def rfc3339(t: datetime) -> str:
     """`t` as the API and the CLI write instants: RFC 3339 in UTC with 'Z', and a fraction of a
     second only when there is one (trailing zeros dropped), as OpenMeter prints them."""
     u = ensure_utc(t)
-    text = u.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y writes year 999 as "999", and RFC 3339 requires four digits.
+    text = f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
     if u.microsecond:
         text += f".{u.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -11,6 +11,7 @@ from allotment.domain.events import (
     LIST_LIMIT_MAX,
     Event,
     EventFilter,
+    EventPosition,
     ListedEvent,
     StoredEvent,
     time_out_of_range,
@@ -77,6 +78,30 @@ def list_events(
 ) -> list[ListedEvent]:
     """Recent events, newest event time first, each with its customer (if a customer's key or
     usage attribution names its subject) and why the meters of its type cannot count it."""
+    _check(event_filter)
+    return _listed(context, event_filter, customer_ids)
+
+
+def list_event_page(
+    context: ServiceContext,
+    event_filter: EventFilter,
+    customer_ids: Sequence[str] | None = None,
+) -> tuple[list[ListedEvent], EventPosition | None]:
+    """One page of the cursor-paginated listing (in `list_events`'s order, after
+    `event_filter.before`), and where the next page starts: None when nothing follows.
+    `customer_ids` None means any subject; a list keeps only those customers' events."""
+    _check(event_filter)
+    if customer_ids is not None and not customer_ids:
+        return [], None
+    wanted = event_filter.limit
+    listed = _listed(context, replace(event_filter, limit=wanted + 1), customer_ids or ())
+    if len(listed) <= wanted:
+        return listed, None
+    last = listed[wanted - 1].stored
+    return listed[:wanted], EventPosition(last.time, last.seq)
+
+
+def _check(event_filter: EventFilter) -> None:
     errors = ErrorList()
     if not 1 <= event_filter.limit <= LIST_LIMIT_MAX:
         errors.add("limit", f"must be between 1 and {LIST_LIMIT_MAX}")
@@ -90,6 +115,11 @@ def list_events(
         if earlier is not None and later is not None and later < earlier:
             errors.add(end_name, "must not be before the start of the range")
     errors.raise_if_any("invalid event query")
+
+
+def _listed(
+    context: ServiceContext, event_filter: EventFilter, customer_ids: Sequence[str]
+) -> list[ListedEvent]:
     with context.database.unit_of_work() as uow:
         if customer_ids:
             subjects_of = uow.events.subjects_of_customers(customer_ids)
@@ -106,3 +136,12 @@ def list_events(
         )
         for item in stored
     ]
+
+
+def events_today_by_subject(context: ServiceContext) -> dict[str, int]:
+    """Events stored since midnight UTC, per subject (OpenMeter's debug counters, which reset
+    every day at midnight UTC)."""
+    now = context.clock()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with context.database.unit_of_work() as uow:
+        return uow.events.counts_by_subject_since(midnight)

@@ -48,6 +48,7 @@ def create_feature(context: ServiceContext, new: NewFeature) -> Feature:
             metadata=new.metadata,
             created_at=at,
             updated_at=at,
+            unit_cost=new.unit_cost,
         )
         if not uow.features.add_if_key_free(feature):
             holder = uow.features.get_by_key(new.key)

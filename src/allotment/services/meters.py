@@ -190,6 +190,11 @@ def query_meter(context: ServiceContext, id_or_slug: str, query: MeterQuery) -> 
                     f"customer not found: {', '.join(missing)}", field="filterCustomerId"
                 )
         buckets = uow.usage_store.aggregate(meter, query, grouping, customer_subjects)
+        display_names = (
+            uow.subjects.display_names(b.subject for b in buckets if b.subject is not None)
+            if grouping.by_subject
+            else {}
+        )
     zone = query.zone
     rows = []
     for bucket in buckets:
@@ -209,7 +214,13 @@ def query_meter(context: ServiceContext, id_or_slug: str, query: MeterQuery) -> 
             )
         )
     rows.sort(key=sort_key)
-    return MeterQueryResult(meter=meter, query=query, grouping=grouping, rows=rows)
+    return MeterQueryResult(
+        meter=meter,
+        query=query,
+        grouping=grouping,
+        rows=rows,
+        subject_display_names=display_names,
+    )
 
 
 def _check_range(from_time: datetime | None, to_time: datetime | None) -> None:

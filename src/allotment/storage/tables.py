@@ -82,6 +82,19 @@ idempotency_keys = Table(
     Column("created_at", UtcTimestamp, nullable=False, index=True),
 )
 
+# Customer portal tokens: like API keys, only the secret's hash is kept.
+portal_tokens = Table(
+    "portal_tokens",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("subject", String(256), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("allowed_meter_slugs", JsonDocument),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("expires_at", UtcTimestamp, nullable=False),
+    Column("invalidated_at", UtcTimestamp),
+)
+
 events = Table(
     "events",
     metadata,
@@ -206,6 +219,8 @@ features = Table(
     Column("created_at", UtcTimestamp, nullable=False),
     Column("updated_at", UtcTimestamp, nullable=False),
     Column("archived_at", UtcTimestamp),
+    # OpenMeter's unitCost, kept as sent (added in 0005, hence last).
+    Column("unit_cost", JsonDocument),
     Index("uq_features_live_key", "key", unique=True, **_live("archived_at")),
 )
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
     from allotment.storage.repositories.plans import PlanRepository
+    from allotment.storage.repositories.portal_tokens import PortalTokenRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.subscriptions import SubscriptionRepository
     from allotment.storage.repositories.usage import UsageRepository
@@ -269,6 +270,12 @@ class UnitOfWork:
         from allotment.storage.repositories.grants import GrantRepository
 
         return GrantRepository(self.connection)
+
+    @cached_property
+    def portal_tokens(self) -> PortalTokenRepository:
+        from allotment.storage.repositories.portal_tokens import PortalTokenRepository
+
+        return PortalTokenRepository(self.connection)
 
     @cached_property
     def idempotency(self) -> IdempotencyRepository:

@@ -11,8 +11,10 @@ from allotment.api.routes import (
     events,
     features,
     grants,
+    info,
     meters,
     plans,
+    portal,
     subjects,
     subscriptions,
 )
@@ -28,4 +30,7 @@ ROUTERS: list[APIRouter] = [
     grants.router,
     plans.router,
     subscriptions.router,
+    portal.router,
+    portal.query_router,
+    info.router,
 ]

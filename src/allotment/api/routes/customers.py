@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -14,6 +15,18 @@ from allotment.api.schemas.query_params import PageList
 from allotment.domain.customers import CustomerFilter, CustomerOrderBy
 from allotment.domain.listing import SortOrder
 from allotment.services import customers
+
+
+class CustomerExpand(StrEnum):
+    SUBSCRIPTIONS = "subscriptions"
+
+
+# OpenMeter's only value; Allotment has no subscriptions, so there is nothing to add. Any other
+# value is a 400 naming `expand`, as OpenMeter's schema has it.
+Expand = Annotated[
+    list[CustomerExpand] | None,
+    Query(description="`subscriptions` (accepted; there are none to expand)"),
+]
 
 router = APIRouter(route_class=ApiRoute, tags=["customers"])
 
@@ -48,6 +61,7 @@ def list_customers(
     plan_key: Annotated[
         str | None, Query(alias="planKey", description="Plans are not supported: matches none")
     ] = None,
+    expand: Expand = None,
 ) -> Page[CustomerResponse]:
     criteria = CustomerFilter(
         key=key,
@@ -66,7 +80,9 @@ def list_customers(
 @router.get(
     "/api/v1/customers/{customerIdOrKey}", dependencies=[READ], response_model_exclude_none=True
 )
-def get_customer(context: Context, customer_id_or_key: CustomerIdOrKey) -> CustomerResponse:
+def get_customer(
+    context: Context, customer_id_or_key: CustomerIdOrKey, expand: Expand = None
+) -> CustomerResponse:
     """By id also when deleted (with `deletedAt`); keys name live customers only."""
     return CustomerResponse.of(customers.get_customer(context, customer_id_or_key))
 

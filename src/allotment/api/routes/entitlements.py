@@ -19,6 +19,7 @@ from allotment.api.routes.subjects import SubjectIdOrKey
 from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import ExactJSONResponse, Page, UtcDateTime
 from allotment.api.schemas.entitlements import (
+    ULID_PATTERN,
     CustomerAccessOut,
     EntitlementCreate,
     EntitlementCreateV2,
@@ -34,6 +35,7 @@ from allotment.api.schemas.entitlements import (
 )
 from allotment.api.schemas.query_params import LegacyList, PageList, V2List
 from allotment.domain.entitlements import EntitlementFilter, EntitlementOrderBy, EntitlementType
+from allotment.domain.features import KEY_PATTERN
 from allotment.domain.history import WindowSize
 from allotment.domain.listing import SortOrder
 from allotment.services import (
@@ -59,7 +61,25 @@ EntitlementIdOrFeatureKey = Annotated[
         description="An entitlement id, or the key of the feature it is for",
     ),
 ]
-FeatureKey = Annotated[str, Path(alias="featureKey")]
+# The v2 customer paths and the lookups by id carry OpenMeter's documented patterns: a path
+# breaking one is a 400 naming it, not a 404 (the v1 subject paths document none).
+_KEY_OR_ULID = f"{KEY_PATTERN}|{ULID_PATTERN}"
+EntitlementIdOrFeatureKeyV2 = Annotated[
+    str,
+    Path(
+        alias="entitlementIdOrFeatureKey",
+        min_length=1,
+        max_length=64,
+        pattern=_KEY_OR_ULID,
+        description="An entitlement id, or the key of the feature it is for",
+    ),
+]
+EntitlementUlid = Annotated[
+    str, Path(alias="entitlementId", pattern=ULID_PATTERN, description="An entitlement id")
+]
+FeatureKey = Annotated[
+    str, Path(alias="featureKey", min_length=1, max_length=64, pattern=KEY_PATTERN)
+]
 Time = Annotated[
     UtcDateTime | None,
     Query(description="The instant to evaluate at (default now); RFC 3339 with an offset"),
@@ -77,7 +97,9 @@ HistoryFrom = Annotated[
     UtcDateTime | None, Query(alias="from", description="Default: the last reset")
 ]
 HistoryTo = Annotated[UtcDateTime | None, Query(alias="to", description="Default: now")]
-HistoryTimeZone = Annotated[str, Query(alias="windowTimeZone", min_length=1, max_length=64)]
+HistoryTimeZone = Annotated[
+    str, Query(alias="windowTimeZone", max_length=64, description="Empty or absent: UTC.")
+]
 ResetInput = Annotated[ResetBody | None, Body()]
 
 
@@ -108,7 +130,8 @@ async def _history_query(
     end: HistoryTo = None,
     time_zone: HistoryTimeZone = "UTC",
 ) -> HistoryQuery:
-    return HistoryQuery(window_size, start, end, time_zone)
+    # An empty zone means UTC, as in OpenMeter.
+    return HistoryQuery(window_size, start, end, time_zone or "UTC")
 
 
 History = Annotated[HistoryQuery, Depends(_history_query)]
@@ -282,7 +305,7 @@ def list_customer_entitlements(
     response_model_exclude_none=True,
 )
 def get_customer_entitlement(
-    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKeyV2
 ) -> EntitlementV2:
     return entitlement_v2(entitlements.get_entitlement(context, owner, entitlement))
 
@@ -293,7 +316,7 @@ def get_customer_entitlement(
     status_code=204,
 )
 def delete_customer_entitlement(
-    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKeyV2
 ) -> Response:
     """Ends it now; reads of earlier times still see it. Its grants end with it."""
     return _delete(context, owner, entitlement)
@@ -311,7 +334,7 @@ def override_customer_entitlement(
     request: Request,
     context: Context,
     owner: ByCustomer,
-    entitlement: EntitlementIdOrFeatureKey,
+    entitlement: EntitlementIdOrFeatureKeyV2,
     body: EntitlementCreateV2,
 ) -> Any:
     """Ends the live entitlement and starts this one for the same feature, atomically."""
@@ -334,7 +357,7 @@ def override_customer_entitlement(
     response_model_exclude_none=True,
 )
 def customer_entitlement_value(
-    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, time: Time = None
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKeyV2, time: Time = None
 ) -> Response:
     """`hasAccess: false` for a feature the customer has no entitlement for."""
     value = entitlement_values.entitlement_value(context, owner, entitlement, time)
@@ -348,7 +371,7 @@ def customer_entitlement_value(
     response_model_exclude_none=True,
 )
 def customer_entitlement_history(
-    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKey, query: History
+    context: Context, owner: ByCustomer, entitlement: EntitlementIdOrFeatureKeyV2, query: History
 ) -> WindowedBalanceHistoryOut:
     return _history(context, owner, entitlement, query)
 
@@ -363,7 +386,7 @@ def reset_customer_entitlement(
     request: Request,
     context: Context,
     owner: ByCustomer,
-    entitlement: EntitlementIdOrFeatureKey,
+    entitlement: EntitlementIdOrFeatureKeyV2,
     body: ResetInput = None,
 ) -> Response:
     return _reset(request, context, owner, entitlement, body)
@@ -403,7 +426,7 @@ def list_all_entitlements_v1(
 @router.get(
     "/api/v1/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
 )
-def get_any_entitlement_v1(context: Context, entitlement: EntitlementId) -> EntitlementV1:
+def get_any_entitlement_v1(context: Context, entitlement: EntitlementUlid) -> EntitlementV1:
     return entitlement_v1(entitlements.get_entitlement_by_id(context, entitlement))
 
 
@@ -439,7 +462,7 @@ def list_all_entitlements_v2(
 @router.get(
     "/api/v2/entitlements/{entitlementId}", dependencies=[READ], response_model_exclude_none=True
 )
-def get_any_entitlement_v2(context: Context, entitlement: EntitlementId) -> EntitlementV2:
+def get_any_entitlement_v2(context: Context, entitlement: EntitlementUlid) -> EntitlementV2:
     return entitlement_v2(entitlements.get_entitlement_by_id(context, entitlement))
 
 

@@ -11,6 +11,12 @@ from allotment.api import metrics
 from allotment.api.deps import Context
 from allotment.api.routing import INGEST, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
+from allotment.api.schemas.event_list import (
+    IngestedEventPage,
+    decode_cursor,
+    encode_cursor,
+    parse_filter_parameter,
+)
 from allotment.api.schemas.events import (
     IngestedEvent,
     IngestLimits,
@@ -107,3 +113,39 @@ def list_events(
         content=dumps([listed_event_to_wire(item) for item in listed]),
         media_type="application/json",
     )
+
+
+@router.get(
+    "/api/v2/events",
+    dependencies=[READ],
+    response_model=IngestedEventPage,
+    response_model_exclude_none=True,
+    summary="List ingested events",
+    description=(
+        "Newest event time first, `limit` at a time; follow `nextCursor` with `cursor`. "
+        '`filter` is a JSON object, e.g. {"subject": {"$eq": "acme"}, '
+        '"time": {"$gte": "2024-01-01T00:00:00Z"}}: string filters on id, source, subject and '
+        'type, time filters on time and ingestedAt, customerId as {"$in": [...]}.'
+    ),
+)
+def list_events_v2(
+    context: Context,
+    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_MAX,
+    client_id: ClientId = None,
+    filter: Annotated[str | None, Query(description="A JSON object (see above).")] = None,
+) -> Response:
+    parsed = parse_filter_parameter(filter)
+    event_filter = EventFilter(
+        limit=limit,
+        matching=parsed.strings if parsed else {},
+        times=parsed.times if parsed else {},
+        before=decode_cursor(cursor),
+    )
+    listed, following = events_service.list_event_page(
+        context, event_filter, parsed.customer_ids if parsed else None
+    )
+    body: dict[str, object] = {"items": [listed_event_to_wire(item) for item in listed]}
+    if following is not None:
+        body["nextCursor"] = encode_cursor(following)
+    return Response(content=dumps(body), media_type="application/json")

@@ -17,6 +17,7 @@ from allotment.api.routes.entitlements import (
     ByCustomer,
     BySubject,
     EntitlementIdOrFeatureKey,
+    EntitlementIdOrFeatureKeyV2,
     Features,
     IncludeDeleted,
     Order,
@@ -99,7 +100,7 @@ def create_customer_grant(
     request: Request,
     context: Context,
     owner: ByCustomer,
-    entitlement: EntitlementIdOrFeatureKey,
+    entitlement: EntitlementIdOrFeatureKeyV2,
     body: GrantCreateV2,
 ) -> Any:
     """Metered entitlements only (400 otherwise); `effectiveAt` not before the current period."""
@@ -123,7 +124,7 @@ def create_customer_grant(
 def list_customer_grants(
     context: Context,
     owner: ByCustomer,
-    entitlement: EntitlementIdOrFeatureKey,
+    entitlement: EntitlementIdOrFeatureKeyV2,
     shape: V2List,
     include_deleted: IncludeDeleted = False,
     order: Order = SortOrder.ASC,

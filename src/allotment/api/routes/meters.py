@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from allotment.api.deps import Context
+from allotment.api.progress import ProgressTracker
 from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import UtcDateTime
 from allotment.api.schemas.events import reject_nul_in_body
@@ -24,7 +25,7 @@ from allotment.api.schemas.meters import (
 )
 from allotment.api.schemas.query_params import ClientId, FromTime, PageNumber, PageSize, ToTime
 from allotment.domain.listing import SortOrder
-from allotment.domain.meters import MeterQuery, MeterQueryResult, WindowSize
+from allotment.domain.meters import SLUG_PATTERN, MeterQuery, MeterQueryResult, WindowSize
 from allotment.errors import InvalidInput
 from allotment.services import meters as meters_service
 from allotment.services.context import ServiceContext
@@ -34,9 +35,18 @@ router = APIRouter(
     route_class=ApiRoute, tags=["meters"], dependencies=[Depends(reject_nul_in_body)]
 )
 
-MeterIdOrSlug = Annotated[str, Path(alias="meterIdOrSlug", min_length=1, max_length=64)]
+# OpenMeter's documented pattern: a slug or a ULID (anything else is a 400 naming the path).
+MeterIdOrSlug = Annotated[
+    str,
+    Path(
+        alias="meterIdOrSlug",
+        min_length=1,
+        max_length=64,
+        pattern=f"{SLUG_PATTERN}|^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{{25}}$",
+    ),
+]
 
-_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The usage, as JSON, or as CSV when the request accepts text/csv.",
         "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -201,9 +211,20 @@ def _wants_csv(request: Request) -> bool:
 
 
 def _query_response(
-    request: Request, context: ServiceContext, meter_id_or_slug: str, query: MeterQuery
+    request: Request,
+    context: ServiceContext,
+    meter_id_or_slug: str,
+    query: MeterQuery,
+    client_id: str | None,
 ) -> Response:
-    result: MeterQueryResult = meters_service.query_meter(context, meter_id_or_slug, query)
+    tracker: ProgressTracker = request.app.state.progress
+    with tracker.track(client_id):
+        result = meters_service.query_meter(context, meter_id_or_slug, query)
+    return query_result_response(request, result)
+
+
+def query_result_response(request: Request, result: MeterQueryResult) -> Response:
+    """JSON, or CSV when the request prefers text/csv (the portal's query answers alike)."""
     if _wants_csv(request):
         return Response(
             content=query_result_to_csv(result),
@@ -214,7 +235,7 @@ def _query_response(
 
 
 # Read from the raw query string (deepObject), so declared here for the OpenAPI document.
-_FILTER_GROUP_BY_PARAMETER = {
+FILTER_GROUP_BY_PARAMETER = {
     "name": "filterGroupBy",
     "in": "query",
     "required": False,
@@ -226,7 +247,7 @@ _FILTER_GROUP_BY_PARAMETER = {
 }
 
 
-async def _query_parameters(
+async def query_parameters(
     request: Request,
     client_id: ClientId = None,
     from_time: FromTime = None,
@@ -250,7 +271,7 @@ async def _query_parameters(
         from_time=from_time,
         to_time=to_time,
         window_size=window_size,
-        window_time_zone=window_time_zone,
+        window_time_zone=window_time_zone or "UTC",
         subject=subject,
         filter_customer_id=filter_customer_id,
         filter_group_by=_filter_group_by_parameters(request),
@@ -263,8 +284,8 @@ async def _query_parameters(
     "/api/v1/meters/{meterIdOrSlug}/query",
     dependencies=[READ],
     response_model=MeterQueryResultResource,
-    responses=_QUERY_RESPONSES,
-    openapi_extra={"parameters": [_FILTER_GROUP_BY_PARAMETER]},
+    responses=QUERY_RESPONSES,
+    openapi_extra={"parameters": [FILTER_GROUP_BY_PARAMETER]},
     summary="Query meter",
     description=(
         "`from` inclusive, `to` exclusive. `filterGroupBy[key]=value` filters on a group-by "
@@ -275,16 +296,18 @@ def query_meter(
     request: Request,
     context: Context,
     meter_id_or_slug: MeterIdOrSlug,
-    parameters: Annotated[MeterQueryRequest, Depends(_query_parameters)],
+    parameters: Annotated[MeterQueryRequest, Depends(query_parameters)],
 ) -> Response:
-    return _query_response(request, context, meter_id_or_slug, parameters.to_query())
+    return _query_response(
+        request, context, meter_id_or_slug, parameters.to_query(), parameters.client_id
+    )
 
 
 @router.post(
     "/api/v1/meters/{meterIdOrSlug}/query",
     dependencies=[READ],
     response_model=MeterQueryResultResource,
-    responses=_QUERY_RESPONSES,
+    responses=QUERY_RESPONSES,
     summary="Query meter",
     description="The body takes the GET parameters' names; an empty body queries all usage.",
 )
@@ -294,8 +317,8 @@ def query_meter_post(
     meter_id_or_slug: MeterIdOrSlug,
     body: Annotated[MeterQueryRequest | None, Body()] = None,
 ) -> Response:
-    query = (body or MeterQueryRequest()).to_query()
-    return _query_response(request, context, meter_id_or_slug, query)
+    sent = body or MeterQueryRequest()
+    return _query_response(request, context, meter_id_or_slug, sent.to_query(), sent.client_id)
 
 
 @router.get(

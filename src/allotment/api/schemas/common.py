@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     PlainSerializer,
 )
@@ -28,9 +30,23 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the time has no UTC equivalent (out of range)") from None
 
 
-# Input: any RFC 3339 time with an offset (naive times are rejected); stored in UTC.
+# RFC 3339's date-time, as OpenMeter's schema has it: pydantic alone would also read a number
+# (`?time=0`) as seconds since 1970, and a date without a time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2024-01-15T10:00:00Z")
+    return value
+
+
+# Input: an RFC 3339 time with an offset (naive times and numbers are rejected); stored in UTC.
 UtcDateTime = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339_text),
     AfterValidator(_to_utc),
     PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]
@@ -73,6 +89,34 @@ class WireModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", serialize_by_alias=True
     )
+
+
+def _not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("must not be null (leave the field out instead)")
+    return value
+
+
+class RequestModel(WireModel):
+    """Base of request bodies: an optional field sent as `null` is refused (400 naming it), as
+    OpenMeter's schema refuses it, unless the schema declares it nullable (`nullable`, by
+    Python name). Leaving a field out is always fine."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for name, info in cls.model_fields.items():
+            if name in cls.nullable or info.is_required():
+                continue
+            if not any(getattr(m, "func", None) is _not_null for m in info.metadata):
+                # Explicit values are validated, defaults are not: only a sent null fails.
+                info.metadata.append(BeforeValidator(_not_null))
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
 
 
 T = TypeVar("T")

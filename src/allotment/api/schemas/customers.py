@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain import customers as rules
 from allotment.domain import subjects as subject_rules
 from allotment.domain.customers import Address, Customer, CustomerDetails
@@ -47,7 +47,8 @@ class AddressBody(WireModel):
         return cls.model_validate(address.lines())
 
 
-class CustomerBody(WireModel):
+class CustomerBody(RequestModel):
+    nullable = frozenset({"metadata"})
     """Create and full replace: either `key` or a non-empty `usageAttribution.subjectKeys`."""
 
     name: str = Field(min_length=1, max_length=rules.NAME_MAX_LENGTH)

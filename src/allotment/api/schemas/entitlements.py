@@ -15,9 +15,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel, exact_amount
+from allotment.api.schemas.common import (
+    AmountValue,
+    RequestModel,
+    UtcDateTime,
+    WireModel,
+    exact_amount,
+)
 from allotment.api.schemas.grants import (
     GrantCreateV2,
     Priority,
@@ -34,20 +40,20 @@ from allotment.services.entitlements import EntitlementView
 
 ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
 
-_AWARE_TIME = TypeAdapter(AwareDatetime)
+_AWARE_TIME = TypeAdapter(UtcDateTime)
 
 
 # -- requests ---------------------------------------------------------------------------------
 
 
-class IssueAfterResetCreate(WireModel):
+class IssueAfterResetCreate(RequestModel):
     """v2 `issue`: the default grant, in place of `issueAfterReset`/`issueAfterResetPriority`."""
 
     amount: AmountValue = Field(ge=0)
     priority: Priority | None = None
 
 
-class EntitlementCreate(WireModel):
+class EntitlementCreate(RequestModel):
     """`EntitlementCreateInputs` (v1): metered, static or boolean, told apart by `type`."""
 
     type: Literal["metered", "static", "boolean"]
@@ -140,7 +146,7 @@ def _measure_usage_from(value: str | None) -> MeasureUsageFromPreset | datetime 
     return _AWARE_TIME.validate_python(value)
 
 
-class ResetBody(WireModel):
+class ResetBody(RequestModel):
     """`ResetEntitlementUsageInput`: every field optional."""
 
     effective_at: UtcDateTime | None = Field(
@@ -407,7 +413,8 @@ class WindowedBalanceHistoryOut(WireModel):
         return cls(
             windowed_history=[
                 BalanceHistoryWindowOut(
-                    period=PeriodOut.of(w.period),
+                    # Whole windows as OpenMeter reports them; usage counts inside the range.
+                    period=PeriodOut.of(w.full_period),
                     usage=w.usage,
                     balance_at_start=w.balance_at_start,
                 )

@@ -5,10 +5,10 @@ Decimals, duplicate keys refused), then each event is checked by plain code writ
 job: one loop, no model object per event. Every problem is reported by its place
 (`[3].subject`), so a batch is either all good or nothing is stored. The rules:
 
-- `id`, `source`, `type`, `subject`: strings of 1 to 256 characters; `specversion` "1.0"
-  (may be left out: the official SDK does); `time`: RFC 3339 with an offset, 1970 to 7999;
-  `datacontenttype`: "application/json" or absent; `dataschema`: 1 to 1024 characters; `data`:
-  a JSON object or absent. Other attributes (CloudEvents extensions) are ignored.
+- `id`, `source`, `type`, `subject`: strings of 1 to 256 characters; `specversion` "1.0" or
+  "0.3" (may be left out: the official SDK does); `time`: RFC 3339 with an offset, 1970 to 7999;
+  `datacontenttype`: "application/json" or absent; `dataschema`: a URI of 1 to 1024 characters;
+  `data`: a JSON object or absent. Other attributes (CloudEvents extensions) are ignored.
 - Numbers in `data` are kept exactly as sent (`0.1` stays `0.1`, `1e-400` stays `1E-400`);
   NaN and Infinity are refused, and so are numbers no database can hold
   (`EVENT_EXPONENT_MAX`). Whether a meter can count a number is the meter's business
@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 
 from allotment import json_exact
 from allotment.api.schemas.common import UtcDateTime, WireModel
-from allotment.domain.events import SPEC_VERSION, Event, ListedEvent
+from allotment.domain.events import SPEC_VERSION, SPEC_VERSIONS, Event, ListedEvent
 from allotment.domain.instants import EARLIEST, LATEST
 from allotment.domain.text import is_storable_document, is_storable_text
 from allotment.domain.time import rfc3339
@@ -64,7 +64,7 @@ class CloudEventBody(TypedDict):
 
     id: _Text256
     source: _Text256
-    specversion: NotRequired[Literal["1.0"]]
+    specversion: NotRequired[Literal["1.0", "0.3"]]
     type: _Text256
     subject: _Text256
     time: NotRequired[Annotated[AwareDatetime, Field(strict=True, ge=EARLIEST, lt=LATEST)] | None]
@@ -115,6 +115,8 @@ def media_type(content_type: str | None) -> str:
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:?\d{2})"
 )
+# An absolute URI as OpenMeter's schema has it (`format: uri`): a scheme, then no whitespace.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]*\Z")
 _EARLIEST_SECONDS = EARLIEST.timestamp()
 _LATEST_SECONDS = LATEST.timestamp()
 # Tokens only a body with exotic numbers contains: such bodies get the slower checks.
@@ -226,8 +228,9 @@ def _event(
         else:
             fields.append(value)
     specversion = item.get("specversion", SPEC_VERSION)
-    if specversion != SPEC_VERSION:
-        errors.append(FieldError(f"{prefix}specversion", f"must be {SPEC_VERSION!r}"))
+    if type(specversion) is not str or specversion not in SPEC_VERSIONS:
+        errors.append(FieldError(f"{prefix}specversion", "must be '1.0' or '0.3'"))
+        specversion = SPEC_VERSION
     time = _time(item.get("time"), f"{prefix}time", errors)
     content_type = item.get("datacontenttype")
     if content_type is not None and content_type != JSON_CONTENT_TYPE:
@@ -240,6 +243,10 @@ def _event(
     ):
         errors.append(
             FieldError(f"{prefix}dataschema", f"must be 1 to {DATASCHEMA_LENGTH_MAX} characters")
+        )
+    elif schema is not None and _URI.match(schema) is None:
+        errors.append(
+            FieldError(f"{prefix}dataschema", "must be a URI, e.g. https://example.com/s.json")
         )
     elif check_text and schema is not None and not is_storable_text(schema):
         errors.append(FieldError(f"{prefix}dataschema", _NUL_MESSAGE, "string_nul"))
@@ -259,7 +266,7 @@ def _event(
         fields[2],
         fields[3],
         time,
-        SPEC_VERSION,
+        specversion,
         content_type,
         schema,
         data,

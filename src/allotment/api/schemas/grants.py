@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from allotment.api.schemas.common import AmountValue, UtcDateTime, WireModel
+from allotment.api.schemas.common import AmountValue, RequestModel, UtcDateTime, WireModel
 from allotment.domain.grant_requests import ExpirationRequest, GrantRequest, RecurrenceRequest
 from allotment.domain.grants import PRIORITY_MAX, PRIORITY_MIN
 from allotment.domain.periods import Expiration, ExpirationDuration, Recurrence
@@ -24,7 +24,7 @@ Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 _NEVER = Expiration(ExpirationDuration.YEAR, 100)
 
 
-class RecurringPeriodCreate(WireModel):
+class RecurringPeriodCreate(RequestModel):
     """`{interval, anchor?}`: DAY, WEEK, MONTH, YEAR or an ISO 8601 duration such as P2W."""
 
     interval: str = Field(min_length=1, max_length=64, examples=["MONTH", "P2W", "PT6H"])
@@ -62,15 +62,15 @@ class ExpirationPeriod(WireModel):
         return cls(duration=expiration.duration, count=expiration.count)
 
 
-class _GrantCreate(WireModel):
+class _GrantCreate(RequestModel):
     """What both versions' grant bodies hold; they differ in defaults, not in meaning."""
 
     amount: AmountValue = Field(gt=0)
     priority: Priority | None = Field(default=None, description="1 burns first; default 1")
     effective_at: UtcDateTime = Field(description="Floored to the minute")
     expiration: ExpirationPeriod | None = None
-    max_rollover_amount: AmountValue | None = Field(default=None, ge=0)
-    min_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
+    max_rollover_amount: AmountValue | None = None
+    min_rollover_amount: AmountValue | None = Field(default=None, description="Default 0")
     metadata: dict[str, str] | None = None
     recurrence: RecurringPeriodCreate | None = None
 
@@ -95,16 +95,14 @@ class GrantCreateV1(_GrantCreate):
     """`EntitlementGrantCreateInput`: expiration required, rollover amounts default to 0."""
 
     expiration: ExpirationPeriod
-    max_rollover_amount: AmountValue | None = Field(default=None, ge=0, description="Default 0")
+    max_rollover_amount: AmountValue | None = Field(default=None, description="Default 0")
 
 
 class GrantCreateV2(_GrantCreate):
     """`EntitlementGrantCreateInputV2`: no expiration means never; max rollover defaults to
     the amount."""
 
-    max_rollover_amount: AmountValue | None = Field(
-        default=None, ge=0, description="Default: the amount"
-    )
+    max_rollover_amount: AmountValue | None = Field(default=None, description="Default: the amount")
     annotations: dict[str, Any] | None = None
 
     def annotations_sent(self) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain.group_filters import parse_filter
 from allotment.domain.meters import (
     DESCRIPTION_LENGTH_MAX,
@@ -36,7 +36,8 @@ _VALUE_PROPERTY_HELP = (
 _GROUP_BY_HELP = "Group-by key -> JSONPath of its value in the event's data."
 
 
-class MeterCreate(WireModel):
+class MeterCreate(RequestModel):
+    nullable = frozenset({"metadata"})
     slug: str = Field(min_length=1, max_length=SLUG_LENGTH_MAX, pattern=SLUG_PATTERN)
     aggregation: Aggregation
     event_type: str = Field(min_length=1, max_length=EVENT_TYPE_LENGTH_MAX)
@@ -61,8 +62,10 @@ class MeterCreate(WireModel):
         )
 
 
-class MeterUpdate(WireModel):
+class MeterUpdate(RequestModel):
     """A replace: an omitted name falls back to the slug, an omitted groupBy clears them."""
+
+    nullable = frozenset({"metadata"})
 
     name: str | None = Field(None, min_length=1, max_length=NAME_LENGTH_MAX)
     description: str | None = Field(None, max_length=DESCRIPTION_LENGTH_MAX)
@@ -104,14 +107,14 @@ class MeterResource(WireModel):
         )
 
 
-class MeterQueryRequest(WireModel):
+class MeterQueryRequest(RequestModel):
     """The POST form of a meter query (the GET form takes the same names as parameters)."""
 
     client_id: str | None = Field(None, min_length=1, max_length=36)
     from_time: UtcDateTime | None = Field(None, alias="from", description="Inclusive.")
     to_time: UtcDateTime | None = Field(None, alias="to", description="Exclusive.")
     window_size: WindowSize | None = None
-    window_time_zone: str = "UTC"
+    window_time_zone: str = Field("UTC", description="Empty: UTC, as in OpenMeter.")
     subject: list[str] | None = Field(None, description="Filters by subject and groups by it.")
     filter_customer_id: list[str] | None = None
     filter_group_by: dict[str, list[str]] | None = Field(
@@ -131,7 +134,7 @@ class MeterQueryRequest(WireModel):
             from_time=self.from_time,
             to_time=self.to_time,
             window_size=self.window_size,
-            time_zone=self.window_time_zone,
+            time_zone=self.window_time_zone or "UTC",
             subjects=tuple(self.subject or ()),
             customer_ids=tuple(self.filter_customer_id or ()),
             group_by=tuple(self.group_by or ()),
@@ -200,7 +203,7 @@ def query_result_to_wire(result: MeterQueryResult) -> dict[str, Any]:
 
 
 def _csv_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(value.astimezone(UTC).replace(microsecond=0))
 
 
 def query_result_to_json(result: MeterQueryResult) -> bytes:
@@ -208,12 +211,16 @@ def query_result_to_json(result: MeterQueryResult) -> bytes:
 
 
 def query_result_to_csv(result: MeterQueryResult) -> str:
-    """`window_start,window_end[,subject][,customer_id][,<group keys>],value`; times in seconds,
-    values with six decimals."""
+    """`window_start,window_end[,subject[,subject_display_name]][,customer_id][,<group keys>],
+    value`; times in seconds, values with six decimals. `subject_display_name` is there, as in
+    OpenMeter, when some row's subject has a display name (empty for those without)."""
     grouping = result.grouping
     header = ["window_start", "window_end"]
+    names = result.subject_display_names if grouping.by_subject else {}
     if grouping.by_subject:
         header.append("subject")
+        if names:
+            header.append("subject_display_name")
     if grouping.by_customer:
         header.append("customer_id")
     header.extend(grouping.keys)
@@ -225,6 +232,8 @@ def query_result_to_csv(result: MeterQueryResult) -> str:
         line = [_csv_time(row.window_start), _csv_time(row.window_end)]
         if grouping.by_subject:
             line.append(row.subject or "")
+            if names:
+                line.append(names.get(row.subject or "", ""))
         if grouping.by_customer:
             line.append(row.customer_id or "")
         group_values: Mapping[str, str | None] = row.group_by

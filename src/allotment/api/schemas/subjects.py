@@ -6,13 +6,16 @@ from typing import Any
 
 from pydantic import Field
 
-from allotment.api.schemas.common import UtcDateTime, WireModel
+from allotment.api.schemas.common import RequestModel, UtcDateTime, WireModel
 from allotment.domain import subjects as rules
 from allotment.domain.subjects import UNSET, Subject, SubjectUpsert
 
 
-class SubjectUpsertBody(WireModel):
-    """Fields left out of the JSON stay as they are; an explicit null clears them."""
+class SubjectUpsertBody(RequestModel):
+    """Fields left out of the JSON stay as they are; an explicit null clears those OpenMeter
+    declares nullable (the others refuse null)."""
+
+    nullable = frozenset({"display_name", "metadata", "stripe_customer_id"})
 
     key: str = Field(min_length=1, max_length=rules.KEY_MAX_LENGTH)
     display_name: str | None = Field(default=None, max_length=rules.DISPLAY_NAME_MAX_LENGTH)

@@ -106,7 +106,9 @@ def _new_feature(form: FormInput, errors: FormErrors) -> NewFeature | None:
         return None
     return NewFeature(
         key=form.text("key"),
-        name=form.text("name"),
+        # The API allows an empty name (as OpenMeter does); a person leaving it blank means
+        # "call it by its key".
+        name=form.text("name") or form.text("key"),
         meter_slug=form.optional("meterSlug"),
         group_by_filters=filters,
     )

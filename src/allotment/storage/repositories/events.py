@@ -9,15 +9,19 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    and_,
     func,
+    or_,
     select,
     type_coerce,
     update,
 )
 
 from allotment import json_exact
+from allotment.domain.event_filters import TimeFilter
 from allotment.domain.events import Event, EventFilter, StoredEvent
 from allotment.storage.copy import copy_into
+from allotment.storage.meter_sql import filter_condition, for_dialect
 from allotment.storage.repositories.base import Repository
 from allotment.storage.repositories.corrections import CorrectionRepository
 from allotment.storage.tables import customer_subjects, customers, events
@@ -25,6 +29,28 @@ from allotment.storage.types import to_micros
 
 _event_time = type_coerce(events.c.time, BigInteger)
 _ingested_at = type_coerce(events.c.ingested_at, BigInteger)
+_STRING_COLUMNS: Mapping[str, ColumnElement[Any]] = {
+    "id": events.c.id,
+    "source": events.c.source,
+    "subject": events.c.subject,
+    "type": events.c.type,
+}
+_TIME_COLUMNS: Mapping[str, ColumnElement[Any]] = {"time": _event_time, "ingestedAt": _ingested_at}
+
+
+def _time_condition(column: ColumnElement[Any], condition: TimeFilter) -> ColumnElement[bool]:
+    """`condition` in SQL, as `TimeFilter.matches` means it."""
+    operand = condition.operand
+    if isinstance(operand, tuple):
+        parts = [_time_condition(column, child) for child in operand]
+        return and_(*parts) if condition.operator == "$and" else or_(*parts)
+    bound = to_micros(operand)
+    return {
+        "$gt": column > bound,
+        "$gte": column >= bound,
+        "$lt": column < bound,
+        "$lte": column <= bound,
+    }[condition.operator]
 
 
 _INSERT_COLUMNS = (
@@ -83,6 +109,7 @@ def _to_stored(row: Any, excluded_reason: str | None = None) -> StoredEvent:
         ingested_at=row.ingested_at,
         excluded_at=row.excluded_at,
         excluded_reason=excluded_reason,
+        seq=row.seq,
     )
 
 
@@ -173,6 +200,15 @@ class EventRepository(Repository):
             update(events).where(events.c.seq == seq).values(excluded_at=excluded_at)
         )
 
+    def counts_by_subject_since(self, since: datetime) -> dict[str, int]:
+        """Subject -> how many events were stored (ingested) at or after `since`."""
+        query = (
+            select(events.c.subject, func.count())
+            .where(_ingested_at >= to_micros(since))
+            .group_by(events.c.subject)
+        )
+        return {row[0]: int(row[1]) for row in self.connection.execute(query)}
+
     def count(self) -> int:
         return int(self.connection.execute(select(func.count()).select_from(events)).scalar_one())
 
@@ -193,6 +229,14 @@ class EventRepository(Repository):
             conditions.append(self._contains(events.c.subject, event_filter.subject_contains))
         if event_filter.subjects is not None:
             conditions.append(events.c.subject.in_(list(event_filter.subjects)))
+        dialect = for_dialect(self.dialect)
+        for name, condition in event_filter.matching.items():
+            conditions.append(filter_condition(dialect, _STRING_COLUMNS[name], condition))
+        for name, time_filter in event_filter.times.items():
+            conditions.append(_time_condition(_TIME_COLUMNS[name], time_filter))
+        if event_filter.before is not None:
+            at, seq = to_micros(event_filter.before.time), event_filter.before.seq
+            conditions.append(or_(_event_time < at, and_(_event_time == at, events.c.seq < seq)))
         query = (
             select(events)
             .where(*conditions)

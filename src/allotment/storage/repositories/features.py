@@ -40,6 +40,7 @@ def _to_feature(row: Any) -> Feature:
         created_at=row.created_at,
         updated_at=row.updated_at,
         archived_at=row.archived_at,
+        unit_cost=row.unit_cost,
     )
 
 
@@ -55,6 +56,7 @@ def _values(feature: Feature) -> dict[str, Any]:
         "created_at": feature.created_at,
         "updated_at": feature.updated_at,
         "archived_at": feature.archived_at,
+        "unit_cost": json_document(feature.unit_cost),
     }
 
 

@@ -69,6 +69,18 @@ class SubjectRepository(Repository):
         )
         return set(self.connection.execute(query).scalars())
 
+    def display_names(self, keys: Iterable[str]) -> dict[str, str]:
+        """Key -> display name of the live subjects among `keys` that have one."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        query = select(subjects.c.key, subjects.c.display_name).where(
+            subjects.c.key.in_(wanted),
+            subjects.c.deleted_at.is_(None),
+            subjects.c.display_name.is_not(None),
+        )
+        return {row.key: row.display_name for row in self.connection.execute(query)}
+
     def add_if_absent(self, subject: Subject) -> bool:
         self.changes.catalog = True
         """Inserts unless a live subject already has the key; True when inserted.

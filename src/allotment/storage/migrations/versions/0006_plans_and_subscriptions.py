@@ -1,7 +1,7 @@
 """plans and subscriptions
 
 Revision ID: 0006
-Revises: 0004 (to be relinked onto 0008, event corrections, when that lands)
+Revises: 0005
 Create Date: 2026-12-02 02:20:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
