@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.grants import GrantRepository
     from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
+    from allotment.storage.repositories.notifications import NotificationRepository
+    from allotment.storage.repositories.outbox import OutboxRepository
     from allotment.storage.repositories.subjects import SubjectRepository
     from allotment.storage.repositories.usage import UsageRepository
     from allotment.storage.repositories.versions import VersionRepository
@@ -266,3 +268,15 @@ class UnitOfWork:
         from allotment.storage.repositories.idempotency import IdempotencyRepository
 
         return IdempotencyRepository(self.connection)
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        from allotment.storage.repositories.notifications import NotificationRepository
+
+        return NotificationRepository(self.connection)
+
+    @cached_property
+    def outbox(self) -> OutboxRepository:
+        from allotment.storage.repositories.outbox import OutboxRepository
+
+        return OutboxRepository(self.connection)

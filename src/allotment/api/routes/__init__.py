@@ -11,6 +11,7 @@ from allotment.api.routes import (
     features,
     grants,
     meters,
+    notifications,
     subjects,
 )
 
@@ -22,4 +23,5 @@ ROUTERS: list[APIRouter] = [
     features.router,
     entitlements.router,
     grants.router,
+    notifications.router,
 ]
