@@ -52,6 +52,7 @@ from allotment.services.entitlement_owners import (
     resolve_entitlement,
 )
 from allotment.services.features import find_feature
+from allotment.services.notification_queue import note_change
 from allotment.storage import UnitOfWork
 
 
@@ -89,7 +90,10 @@ def create_entitlement(
         uow.entitlements.add(entitlement)
         for grant in grants:
             uow.grants.add(grant)
+        noted = entitlement.is_metered and note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
     return _view(entitlement, owner_keys(customer), [], now)
 
 
@@ -143,7 +147,10 @@ def override_entitlement(
             uow.grants.add(grant)
         view = _view(entitlement, owner_keys(customer), [], now)
         idempotency.remember(uow, idempotency_claim, view, now)
+        noted = entitlement.is_metered and note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
     return view
 
 
@@ -302,6 +309,14 @@ def _views(
         else uow.entitlements.owner_keys([e.customer_id for e in entitlements])
     )
     return [_view(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements]
+
+
+def view_of_entitlement(
+    uow: UnitOfWork, entitlement: Entitlement, owner: Customer, now: datetime
+) -> EntitlementView:
+    """The entitlement as responses show it at `now` (its period from its resets)."""
+    resets = uow.entitlements.resets(entitlement.id) if entitlement.is_metered else []
+    return _view(entitlement, owner_keys(owner), resets, now)
 
 
 def _view(

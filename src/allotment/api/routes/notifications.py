@@ -8,17 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from allotment.api.deps import Context
+from allotment.api.notification_payloads import render_payload_data
 from allotment.api.routing import MANAGE, READ, ApiRoute
 from allotment.api.schemas.common import Page
 from allotment.api.schemas.notifications import (
     ChannelCreateBody,
     ChannelResponse,
+    EventResponse,
+    ResendBody,
     RuleCreateBody,
     RuleResponse,
 )
-from allotment.api.schemas.query_params import PageList
+from allotment.api.schemas.query_params import FromTime, PageList, ToTime
 from allotment.domain.listing import SortOrder
+from allotment.domain.notifications import EventFilter
 from allotment.services import notification_definitions as definitions
+from allotment.services import notification_events as events
 from allotment.services.notification_definitions import ListCriteria
 
 router = APIRouter(route_class=ApiRoute, tags=["Notifications"])
@@ -26,6 +31,7 @@ router = APIRouter(route_class=ApiRoute, tags=["Notifications"])
 _ULID = r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
 ChannelId = Annotated[str, Path(alias="channelId", pattern=_ULID)]
 RuleId = Annotated[str, Path(alias="ruleId", pattern=_ULID)]
+EventId = Annotated[str, Path(alias="eventId", pattern=_ULID)]
 IncludeDeleted = Annotated[bool, Query(alias="includeDeleted")]
 IncludeDisabled = Annotated[bool, Query(alias="includeDisabled")]
 
@@ -157,3 +163,64 @@ def update_rule(context: Context, rule_id: RuleId, body: RuleCreateBody) -> Rule
 def delete_rule(context: Context, rule_id: RuleId) -> Response:
     definitions.delete_rule(context, rule_id)
     return Response(status_code=204)
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+class EventOrderBy(StrEnum):
+    ID = "id"
+    CREATED_AT = "createdAt"
+
+
+@router.get("/api/v1/notification/events", dependencies=[READ], response_model_exclude_none=True)
+def list_events(
+    context: Context,
+    shape: PageList,
+    time_from: FromTime = None,
+    time_to: ToTime = None,
+    feature: Annotated[list[str] | None, Query(description="Feature ids or keys")] = None,
+    subject: Annotated[list[str] | None, Query(description="Subject keys")] = None,
+    rule: Annotated[list[Annotated[str, Query(pattern=_ULID)]] | None, Query()] = None,
+    channel: Annotated[list[Annotated[str, Query(pattern=_ULID)]] | None, Query()] = None,
+    order: SortOrder = SortOrder.ASC,
+    order_by: Annotated[EventOrderBy, Query(alias="orderBy")] = EventOrderBy.CREATED_AT,
+) -> Page[EventResponse]:
+    """Events with their payload and, per channel, the delivery state and every attempt."""
+    criteria = EventFilter(
+        time_from=time_from,
+        time_to=time_to,
+        features=tuple(feature or ()),
+        subjects=tuple(subject or ()),
+        rule_ids=tuple(rule or ()),
+        channel_ids=tuple(channel or ()),
+        descending=order is SortOrder.DESC,
+        order_by="id" if order_by is EventOrderBy.ID else "created_at",
+    )
+    result = events.list_events(context, criteria, shape.window)
+    return shape.paginated([EventResponse.of(e) for e in result.items], result.total_count)
+
+
+@router.get(
+    "/api/v1/notification/events/{eventId}", dependencies=[READ], response_model_exclude_none=True
+)
+def get_event(context: Context, event_id: EventId) -> EventResponse:
+    return EventResponse.of(events.get_event(context, event_id))
+
+
+@router.post("/api/v1/notification/events/{eventId}/resend", dependencies=[MANAGE], status_code=202)
+def resend_event(context: Context, event_id: EventId, body: ResendBody | None = None) -> Response:
+    """Sends again to every channel of the event, or to `channels`; the same `webhook-id`."""
+    events.resend_event(context, event_id, (body.channels or []) if body else [])
+    return Response(status_code=202)
+
+
+@router.post(
+    "/api/v1/notification/rules/{ruleId}/test",
+    dependencies=[MANAGE],
+    status_code=201,
+    response_model_exclude_none=True,
+)
+def test_rule(context: Context, rule_id: RuleId) -> EventResponse:
+    """A real event of the rule, marked as a test (`annotations`), delivered to its channels."""
+    return EventResponse.of(events.send_test_event(context, rule_id, render_payload_data))

@@ -170,6 +170,22 @@ class EntitlementRepository(Repository):
         )
         return [_to_entitlement(row) for row in rows]
 
+    def newest_live_metered(
+        self, feature_ids: Sequence[str] | None, at: datetime
+    ) -> Entitlement | None:
+        """The live metered entitlement created last (of `feature_ids`; None: any feature)."""
+        query = select(entitlements).where(
+            entitlements.c.type == EntitlementType.METERED.value,
+            entitlements.c.deleted_at.is_(None),
+            entitlements.c.active_from <= at,
+            or_(entitlements.c.active_to.is_(None), entitlements.c.active_to > at),
+        )
+        if feature_ids is not None:
+            query = query.where(entitlements.c.feature_id.in_(list(feature_ids)))
+        query = query.order_by(entitlements.c.created_at.desc(), entitlements.c.id.desc())
+        row = self.connection.execute(query.limit(1)).first()
+        return None if row is None else _to_entitlement(row)
+
     def of_customer(self, customer_id: str) -> list[Entitlement]:
         """Every entitlement of the customer, ended ones included."""
         rows = self.connection.execute(

@@ -171,10 +171,8 @@ class OutboxRepository(Repository):
             found[row.event_id].append(_delivery(row))
         return found
 
-    def list_events(
-        self, criteria: EventFilter, feature_ids: Sequence[str], window: Window
-    ) -> tuple[list[EventRow], int]:
-        """`feature_ids`: the ids `criteria.features` named (ids, and the ids of keys)."""
+    def list_events(self, criteria: EventFilter, window: Window) -> tuple[list[EventRow], int]:
+        """`criteria.features` match the events' feature ids and keys."""
         conditions = []
         if criteria.time_from is not None:
             conditions.append(_events.c.created_at >= criteria.time_from)
@@ -183,7 +181,7 @@ class OutboxRepository(Repository):
         if criteria.features:
             conditions.append(
                 or_(
-                    _events.c.feature_id.in_(list(feature_ids)),
+                    _events.c.feature_id.in_(list(criteria.features)),
                     _events.c.feature_key.in_(list(criteria.features)),
                 )
             )
@@ -379,3 +377,17 @@ class OutboxRepository(Repository):
             .limit(limit)
         )
         return [row.entitlement_id for row in rows]
+
+    def forget_periods(
+        self, entitlement_ids: Sequence[str], keep_rules: Iterable[str] = ()
+    ) -> None:
+        """Stop watching the entitlements' periods, except for the rules in `keep_rules`."""
+        if not entitlement_ids:
+            return
+        statement = delete(notification_periods).where(
+            notification_periods.c.entitlement_id.in_(list(entitlement_ids))
+        )
+        kept = sorted(set(keep_rules))
+        if kept:
+            statement = statement.where(notification_periods.c.rule_id.not_in(kept))
+        self.connection.execute(statement)
