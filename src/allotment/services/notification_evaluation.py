@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from allotment.domain.access import EntitlementValue
@@ -26,7 +26,6 @@ from allotment.domain.notifications import (
     DeliveryState,
     Rule,
     RuleType,
-    Threshold,
     newly_crossed,
 )
 from allotment.domain.subjects import Subject
@@ -42,7 +41,7 @@ from allotment.storage.repositories.outbox import NewEvent
 log = logging.getLogger(__name__)
 
 PENDING_CHUNK = 500
-"""Queued items one evaluator transaction takes."""
+"""Queued items one evaluator round takes."""
 RESET_KEY = "reset"
 """The fired key of a reset rule: once per rule, entitlement and new period."""
 
@@ -53,36 +52,78 @@ class EvaluationReport:
     events: int = 0
 
 
+@dataclass(frozen=True)
+class _Firing:
+    rule: Rule
+    entitlement_id: str
+    period_start: datetime
+    keys: tuple[str, ...]
+    """Marked fired; the first is the one notified (another evaluator marking it first wins)."""
+    snapshot: Snapshot
+
+
+@dataclass
+class _Plan:
+    """What one round decided while reading, for one short write transaction to apply."""
+
+    pending_ids: list[int]
+    ended: list[str]
+    evaluated: dict[str, set[str]] = field(default_factory=dict)
+    """Entitlement -> the rules that watch it."""
+    periods: list[tuple[str, str, datetime, datetime | None]] = field(default_factory=list)
+    firings: list[_Firing] = field(default_factory=list)
+
+
 def evaluate_pending(
     context: ServiceContext, render: PayloadRenderer, limit: int = PENDING_CHUNK
 ) -> EvaluationReport:
-    """One transaction of the evaluator (see the module docstring)."""
+    """One round of the evaluator (see the module docstring).
+
+    Values are computed in a read transaction and the outcome written in a short one, so the
+    evaluation never holds SQLite's write lock (ingest's) for long. A change that lands in
+    between is queued and evaluated in the next round; the fired keys keep a threshold that two
+    rounds both saw crossed from being notified twice.
+    """
     now = context.clock()
-    report = EvaluationReport()
+    with context.database.unit_of_work() as uow:
+        plan = _plan(uow, now, limit)
+    if plan is None:
+        return EvaluationReport()
+    report = EvaluationReport(evaluated=len(plan.evaluated))
     with context.database.unit_of_work(write=True) as uow:
-        pending = uow.outbox.take_pending(limit)
-        ended = uow.outbox.ended_periods(now, limit)
-        if not pending.ids and not ended:
-            return report
-        rules = uow.notifications.active_rules()
-        if rules:
-            wanted = set(pending.entitlement_ids) | set(ended)
-            by_subject = uow.events.customers_by_subject(sorted(pending.subject_keys))
-            customer_ids = set(by_subject.values())
-            evaluated: set[str] = set()
-            for customer, owned in _entitlements(uow, wanted, customer_ids, now):
-                evaluated.update(e.id for e in owned)
-                report.events += _evaluate_customer(uow, render, rules, customer, owned, now)
-            report.evaluated = len(evaluated)
-            # Ended, deleted or no longer metered: nothing to watch any more.
-            uow.outbox.forget_periods(sorted(set(ended) - evaluated))
-        else:
-            uow.outbox.forget_periods(ended)
-        uow.outbox.done(pending.ids)
+        for entitlement_id, rule_ids in plan.evaluated.items():
+            uow.outbox.forget_periods([entitlement_id], keep_rules=rule_ids)
+        # Ended, deleted or no longer metered: nothing to watch any more.
+        uow.outbox.forget_periods(sorted(set(plan.ended) - set(plan.evaluated)))
+        for rule_id, entitlement_id, start, end in plan.periods:
+            uow.outbox.set_period(rule_id, entitlement_id, start, end)
+        for firing in plan.firings:
+            if uow.outbox.mark_fired(
+                firing.rule.id, firing.entitlement_id, firing.period_start, firing.keys
+            ):
+                emit(uow, render, firing.rule, firing.snapshot, now)
+                report.events += 1
+        uow.outbox.done(plan.pending_ids)
         uow.commit()
     if report.events:
         context.caches.wake_sender()
     return report
+
+
+def _plan(uow: UnitOfWork, now: datetime, limit: int) -> _Plan | None:
+    pending = uow.outbox.take_pending(limit)
+    ended = uow.outbox.ended_periods(now, limit)
+    if not pending.ids and not ended:
+        return None
+    plan = _Plan(pending_ids=pending.ids, ended=ended)
+    rules = uow.notifications.active_rules()
+    if not rules:
+        return plan
+    by_subject = uow.events.customers_by_subject(sorted(pending.subject_keys))
+    wanted = set(pending.entitlement_ids) | set(ended)
+    for customer, owned in _entitlements(uow, wanted, set(by_subject.values()), now):
+        _plan_customer(uow, plan, rules, customer, owned, now)
+    return plan
 
 
 def _entitlements(
@@ -109,66 +150,58 @@ def _entitlements(
     return result
 
 
-def _evaluate_customer(
+def _plan_customer(
     uow: UnitOfWork,
-    render: PayloadRenderer,
+    plan: _Plan,
     rules: Sequence[Rule],
     customer: Customer,
     entitlements: Sequence[Entitlement],
     now: datetime,
-) -> int:
+) -> None:
     values = values_at(uow, customer, entitlements, now)
     features = uow.features.get_many([e.feature_id for e in entitlements])
     subject = subject_of(uow, customer)
-    events = 0
     for entitlement in entitlements:
         view = view_of_entitlement(uow, entitlement, customer, now)
         period = view.current_usage_period
         assert period is not None  # metered
         value = values[entitlement.id]
         applicable = [rule for rule in rules if rule.applies_to(entitlement.feature_id)]
-        uow.outbox.forget_periods([entitlement.id], keep_rules={r.id for r in applicable})
+        plan.evaluated[entitlement.id] = {rule.id for rule in applicable}
+        snapshot = Snapshot(view, features[entitlement.feature_id], customer, subject, value)
         for rule in applicable:
-            uow.outbox.set_period(rule.id, entitlement.id, period.start, period.end)
-            snapshot = Snapshot(view, features[entitlement.feature_id], customer, subject, value)
-            if rule.type is RuleType.BALANCE_THRESHOLD:
-                fired = _threshold(uow, rule, entitlement, period.start, value)
-                if fired is None:
-                    continue
-                snapshot = replace(snapshot, threshold=fired)
-            elif not _is_new_reset(uow, rule, view, period.start):
-                continue
-            emit(uow, render, rule, snapshot, now)
-            events += 1
-    return events
+            plan.periods.append((rule.id, entitlement.id, period.start, period.end))
+            fired = uow.outbox.fired(rule.id, entitlement.id, period.start)
+            firing = _firing(rule, view, period.start, value, fired, snapshot)
+            if firing is not None:
+                plan.firings.append(firing)
 
 
-def _threshold(
-    uow: UnitOfWork,
+def _firing(
     rule: Rule,
-    entitlement: Entitlement,
+    view: EntitlementView,
     period_start: datetime,
     value: EntitlementValue,
-) -> Threshold | None:
-    fired = uow.outbox.fired(rule.id, entitlement.id, period_start)
-    chosen, fresh = newly_crossed(rule.thresholds, value, fired)
-    if chosen is None:
-        return None
-    keys = [chosen.key] + [t.key for t in fresh if t.key != chosen.key]
-    if not uow.outbox.mark_fired(rule.id, entitlement.id, period_start, keys):
-        return None  # another evaluator got there first and notified
-    return chosen
-
-
-def _is_new_reset(
-    uow: UnitOfWork, rule: Rule, view: EntitlementView, period_start: datetime
-) -> bool:
-    """The current period began with a reset (automatic or manual) after the rule existed,
-    not notified yet. The first period of an entitlement is no reset."""
-    first = view.entitlement.measure_usage_from
+    fired: set[str],
+    snapshot: Snapshot,
+) -> _Firing | None:
+    entitlement = view.entitlement
+    if rule.type is RuleType.BALANCE_THRESHOLD:
+        chosen, fresh = newly_crossed(rule.thresholds, value, fired)
+        if chosen is None:
+            return None
+        keys = (chosen.key, *(t.key for t in fresh if t.key != chosen.key))
+        return _Firing(
+            rule, entitlement.id, period_start, keys, replace(snapshot, threshold=chosen)
+        )
+    # A reset rule: the current period began with a reset (automatic or manual) after the rule
+    # existed. The first period of an entitlement is no reset.
+    first = entitlement.measure_usage_from
     if first is None or period_start <= first or period_start < rule.created_at:
-        return False
-    return uow.outbox.mark_fired(rule.id, view.entitlement.id, period_start, [RESET_KEY])
+        return None
+    if RESET_KEY in fired:
+        return None
+    return _Firing(rule, entitlement.id, period_start, (RESET_KEY,), snapshot)
 
 
 def subject_of(uow: UnitOfWork, customer: Customer) -> Subject:
