@@ -3,6 +3,7 @@ to a real receiver that verifies them with `standardwebhooks`, and the events AP
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -398,3 +399,37 @@ def test_event_list_filters_and_errors(
         quiet.get(EVENTS, params={"from": "2024-01-03T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
     ) == ["to"]
     assert problem_fields(quiet.get(f"{EVENTS}/01J8J2XYZ2N5WBYK09EDZFBSZM"), 404) == ["eventId"]
+
+
+def test_two_senders_at_once_make_each_attempt_once(
+    quiet: TestClient, context: ServiceContext, clock: SettableClock, receiver: Receiver
+) -> None:
+    clock.set(at(1))
+    customer_with_monthly_tokens(quiet)
+    channel = channel_for(quiet, receiver)
+    rule = quiet.post(
+        RULES,
+        json={
+            "type": "entitlements.balance.threshold",
+            "name": "limits",
+            "channels": [channel["id"]],
+            "thresholds": [{"value": 10, "type": "usage_value"}],
+        },
+    ).json()
+    for _ in range(30):
+        assert quiet.post(f"{RULES}/{rule['id']}/test").status_code == 201
+    senders = [Sender(context, timeout=5), Sender(context, timeout=5)]
+    threads = [threading.Thread(target=s.send_until_idle) for s in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for sender in senders:
+        sender.close()
+    assert len(receiver.received) == 30
+    assert len({r.webhook_id for r in receiver.received}) == 30
+    states = {
+        e["deliveryStatus"][0]["state"]
+        for e in quiet.get(EVENTS, params={"pageSize": 100}).json()["items"]
+    }
+    assert states == {"SUCCESS"}
