@@ -8,6 +8,7 @@ from allotment.dashboard.pages import (
     features,
     grants,
     meters,
+    notifications,
     overview,
     sign_in,
 )
@@ -21,5 +22,6 @@ ROUTERS = [
     entitlements.router,
     grants.router,
     events.router,
+    notifications.router,
     api_keys.router,
 ]
