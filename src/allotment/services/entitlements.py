@@ -94,7 +94,7 @@ def create_entitlement(
         uow.commit()
     if noted:
         context.caches.wake_maintenance()
-    return _view(entitlement, owner_keys(customer), [], now)
+    return view_with_resets(entitlement, owner_keys(customer), [], now)
 
 
 def override_entitlement(
@@ -145,7 +145,7 @@ def override_entitlement(
         uow.entitlements.add(entitlement)
         for grant in grants:
             uow.grants.add(grant)
-        view = _view(entitlement, owner_keys(customer), [], now)
+        view = view_with_resets(entitlement, owner_keys(customer), [], now)
         idempotency.remember(uow, idempotency_claim, view, now)
         noted = entitlement.is_metered and note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
@@ -308,7 +308,9 @@ def _views(
         if owner is not None
         else uow.entitlements.owner_keys([e.customer_id for e in entitlements])
     )
-    return [_view(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements]
+    return [
+        view_with_resets(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements
+    ]
 
 
 def view_of_entitlement(
@@ -316,10 +318,10 @@ def view_of_entitlement(
 ) -> EntitlementView:
     """The entitlement as responses show it at `now` (its period from its resets)."""
     resets = uow.entitlements.resets(entitlement.id) if entitlement.is_metered else []
-    return _view(entitlement, owner_keys(owner), resets, now)
+    return view_with_resets(entitlement, owner_keys(owner), resets, now)
 
 
-def _view(
+def view_with_resets(
     entitlement: Entitlement, owner: OwnerKeys, resets: Sequence[ManualReset], now: datetime
 ) -> EntitlementView:
     if entitlement.is_metered:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from allotment.domain.access import EntitlementValue
@@ -26,22 +26,26 @@ from allotment.domain.notifications import (
     DeliveryState,
     Rule,
     RuleType,
+    Threshold,
     newly_crossed,
 )
 from allotment.domain.subjects import Subject
+from allotment.errors import NotFound
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import owner_keys
-from allotment.services.entitlement_values import values_at
-from allotment.services.entitlements import EntitlementView, view_of_entitlement
+from allotment.services.entitlement_values import customer_access
+from allotment.services.entitlements import EntitlementView
+from allotment.services.entitlements import view_with_resets as view_of
 from allotment.services.notification_payloads import PayloadRenderer, Snapshot, payload
 from allotment.storage import UnitOfWork
-from allotment.storage.repositories.outbox import NewEvent
+from allotment.storage.repositories.outbox import NewEvent, Pending
 
 log = logging.getLogger(__name__)
 
-PENDING_CHUNK = 500
-"""Queued items one evaluator round takes."""
+PENDING_CHUNK = 5_000
+"""Queued items one evaluator round takes: under heavy ingest the queue grows while a round
+runs, and the next round evaluates each entitlement once however often it was queued."""
 RESET_KEY = "reset"
 """The fired key of a reset rule: once per rule, entitlement and new period."""
 
@@ -55,11 +59,13 @@ class EvaluationReport:
 @dataclass(frozen=True)
 class _Firing:
     rule: Rule
-    entitlement_id: str
+    view: EntitlementView
+    customer: Customer
     period_start: datetime
     keys: tuple[str, ...]
     """Marked fired; the first is the one notified (another evaluator marking it first wins)."""
-    snapshot: Snapshot
+    value: EntitlementValue
+    threshold: Threshold | None
 
 
 @dataclass
@@ -74,21 +80,46 @@ class _Plan:
     firings: list[_Firing] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Watched:
+    """An entitlement some rule watches, as read in the first step of a round."""
+
+    entitlement: Entitlement
+    customer: Customer
+    view: EntitlementView
+    rules: tuple[Rule, ...]
+    fired: dict[str, set[str]]
+    """Rule id -> the keys fired in the current period."""
+
+
 def evaluate_pending(
     context: ServiceContext, render: PayloadRenderer, limit: int = PENDING_CHUNK
 ) -> EvaluationReport:
     """One round of the evaluator (see the module docstring).
 
-    Values are computed in a read transaction and the outcome written in a short one, so the
-    evaluation never holds SQLite's write lock (ingest's) for long. A change that lands in
-    between is queued and evaluated in the next round; the fired keys keep a threshold that two
-    rounds both saw crossed from being notified twice.
+    Definitions are read in one transaction, values through the check-access path (cached
+    definitions, one statement per customer), and the outcome written in a short transaction,
+    so the evaluation never holds SQLite's write lock (ingest's) for long. A change that lands
+    in between is queued and evaluated in the next round; the fired keys keep a threshold that
+    two rounds both saw crossed from being notified twice.
     """
     now = context.clock()
     with context.database.unit_of_work() as uow:
-        plan = _plan(uow, now, limit)
-    if plan is None:
-        return EvaluationReport()
+        pending = uow.outbox.take_pending(limit)
+        ended = uow.outbox.ended_periods(now, limit)
+        if not pending.ids and not ended:
+            return EvaluationReport()
+        watched = _watched(uow, pending, ended, now)
+    plan = _Plan(pending_ids=pending.ids, ended=ended)
+    for customer_id, group in _by_customer(watched).items():
+        try:
+            values = customer_access(context, customer_id, now)
+        except NotFound:
+            continue  # deleted since: nothing to tell
+        for item in group:
+            value = values.get(item.entitlement.feature_key)
+            if value is not None:
+                _plan_entitlement(plan, item, value)
     report = EvaluationReport(evaluated=len(plan.evaluated))
     with context.database.unit_of_work(write=True) as uow:
         for entitlement_id, rule_ids in plan.evaluated.items():
@@ -98,10 +129,11 @@ def evaluate_pending(
         for rule_id, entitlement_id, start, end in plan.periods:
             uow.outbox.set_period(rule_id, entitlement_id, start, end)
         for firing in plan.firings:
+            entitlement_id = firing.view.entitlement.id
             if uow.outbox.mark_fired(
-                firing.rule.id, firing.entitlement_id, firing.period_start, firing.keys
+                firing.rule.id, entitlement_id, firing.period_start, firing.keys
             ):
-                emit(uow, render, firing.rule, firing.snapshot, now)
+                emit(uow, render, firing.rule, _snapshot(uow, firing), now)
                 report.events += 1
         uow.outbox.done(plan.pending_ids)
         uow.commit()
@@ -110,98 +142,89 @@ def evaluate_pending(
     return report
 
 
-def _plan(uow: UnitOfWork, now: datetime, limit: int) -> _Plan | None:
-    pending = uow.outbox.take_pending(limit)
-    ended = uow.outbox.ended_periods(now, limit)
-    if not pending.ids and not ended:
-        return None
-    plan = _Plan(pending_ids=pending.ids, ended=ended)
+def _watched(
+    uow: UnitOfWork, pending: Pending, ended: Sequence[str], now: datetime
+) -> list[_Watched]:
+    """The live metered entitlements, active now, of the queued subjects' customers, the queued
+    ids and the ended periods, that an active rule watches; a few queries for all of them."""
     rules = uow.notifications.active_rules()
     if not rules:
-        return plan
+        return []
     by_subject = uow.events.customers_by_subject(sorted(pending.subject_keys))
-    wanted = set(pending.entitlement_ids) | set(ended)
-    for customer, owned in _entitlements(uow, wanted, set(by_subject.values()), now):
-        _plan_customer(uow, plan, rules, customer, owned, now)
-    return plan
-
-
-def _entitlements(
-    uow: UnitOfWork, entitlement_ids: set[str], customer_ids: set[str], now: datetime
-) -> list[tuple[Customer, list[Entitlement]]]:
-    """Live metered entitlements active now, of the customers and by id, grouped by customer."""
-    found: dict[str, Entitlement] = {}
-    for customer_id in sorted(customer_ids):
-        for entitlement in uow.entitlements.of_customer(customer_id):
-            found[entitlement.id] = entitlement
-    for entitlement_id in sorted(entitlement_ids - set(found)):
-        by_id = uow.entitlements.get(entitlement_id)
-        if by_id is not None:
-            found[by_id.id] = by_id
-    grouped: dict[str, list[Entitlement]] = {}
-    for entitlement in found.values():
-        if entitlement.is_metered and entitlement.active_at(now):
-            grouped.setdefault(entitlement.customer_id, []).append(entitlement)
-    result = []
-    for customer_id, owned in sorted(grouped.items()):
-        customer = uow.customers.get(customer_id)
-        if customer is not None and not customer.is_deleted:
-            result.append((customer, sorted(owned, key=lambda e: e.id)))
-    return result
-
-
-def _plan_customer(
-    uow: UnitOfWork,
-    plan: _Plan,
-    rules: Sequence[Rule],
-    customer: Customer,
-    entitlements: Sequence[Entitlement],
-    now: datetime,
-) -> None:
-    values = values_at(uow, customer, entitlements, now)
-    features = uow.features.get_many([e.feature_id for e in entitlements])
-    subject = subject_of(uow, customer)
+    entitlements = uow.entitlements.metered_active(
+        sorted(set(by_subject.values())), sorted(set(pending.entitlement_ids) | set(ended)), now
+    )
+    customers = uow.customers.get_many({e.customer_id for e in entitlements})
+    resets = uow.entitlements.resets_of([e.id for e in entitlements])
+    fired = uow.outbox.fired_of([e.id for e in entitlements])
+    watched = []
     for entitlement in entitlements:
-        view = view_of_entitlement(uow, entitlement, customer, now)
+        customer = customers.get(entitlement.customer_id)
+        applicable = tuple(rule for rule in rules if rule.applies_to(entitlement.feature_id))
+        if customer is None or customer.is_deleted or not applicable:
+            continue
+        view = view_of(entitlement, owner_keys(customer), resets[entitlement.id], now)
         period = view.current_usage_period
         assert period is not None  # metered
-        value = values[entitlement.id]
-        applicable = [rule for rule in rules if rule.applies_to(entitlement.feature_id)]
-        plan.evaluated[entitlement.id] = {rule.id for rule in applicable}
-        snapshot = Snapshot(view, features[entitlement.feature_id], customer, subject, value)
-        for rule in applicable:
-            plan.periods.append((rule.id, entitlement.id, period.start, period.end))
-            fired = uow.outbox.fired(rule.id, entitlement.id, period.start)
-            firing = _firing(rule, view, period.start, value, fired, snapshot)
-            if firing is not None:
-                plan.firings.append(firing)
+        keys = {
+            rule.id: fired.get((rule.id, entitlement.id, period.start), set())
+            for rule in applicable
+        }
+        watched.append(_Watched(entitlement, customer, view, applicable, keys))
+    return watched
+
+
+def _by_customer(watched: Sequence[_Watched]) -> dict[str, list[_Watched]]:
+    grouped: dict[str, list[_Watched]] = {}
+    for item in watched:
+        grouped.setdefault(item.customer.id, []).append(item)
+    return grouped
+
+
+def _plan_entitlement(plan: _Plan, item: _Watched, value: EntitlementValue) -> None:
+    entitlement = item.entitlement
+    period = item.view.current_usage_period
+    assert period is not None  # metered
+    plan.evaluated[entitlement.id] = {rule.id for rule in item.rules}
+    for rule in item.rules:
+        plan.periods.append((rule.id, entitlement.id, period.start, period.end))
+        firing = _firing(rule, item, period.start, value)
+        if firing is not None:
+            plan.firings.append(firing)
 
 
 def _firing(
-    rule: Rule,
-    view: EntitlementView,
-    period_start: datetime,
-    value: EntitlementValue,
-    fired: set[str],
-    snapshot: Snapshot,
+    rule: Rule, item: _Watched, period_start: datetime, value: EntitlementValue
 ) -> _Firing | None:
-    entitlement = view.entitlement
+    fired = item.fired[rule.id]
     if rule.type is RuleType.BALANCE_THRESHOLD:
         chosen, fresh = newly_crossed(rule.thresholds, value, fired)
         if chosen is None:
             return None
         keys = (chosen.key, *(t.key for t in fresh if t.key != chosen.key))
-        return _Firing(
-            rule, entitlement.id, period_start, keys, replace(snapshot, threshold=chosen)
-        )
+        return _Firing(rule, item.view, item.customer, period_start, keys, value, chosen)
     # A reset rule: the current period began with a reset (automatic or manual) after the rule
     # existed. The first period of an entitlement is no reset.
-    first = entitlement.measure_usage_from
+    first = item.entitlement.measure_usage_from
     if first is None or period_start <= first or period_start < rule.created_at:
         return None
     if RESET_KEY in fired:
         return None
-    return _Firing(rule, entitlement.id, period_start, (RESET_KEY,), snapshot)
+    return _Firing(rule, item.view, item.customer, period_start, (RESET_KEY,), value, None)
+
+
+def _snapshot(uow: UnitOfWork, firing: _Firing) -> Snapshot:
+    entitlement = firing.view.entitlement
+    feature = uow.features.get(entitlement.feature_id)
+    assert feature is not None  # entitlements reference their feature
+    return Snapshot(
+        view=firing.view,
+        feature=feature,
+        customer=firing.customer,
+        subject=subject_of(uow, firing.customer),
+        value=firing.value,
+        threshold=firing.threshold,
+    )
 
 
 def subject_of(uow: UnitOfWork, customer: Customer) -> Subject:

@@ -309,15 +309,21 @@ class OutboxRepository(Repository):
 
     # -- fired thresholds and periods
 
-    def fired(self, rule_id: str, entitlement_id: str, period_start: datetime) -> set[str]:
+    def fired_of(self, entitlement_ids: Sequence[str]) -> dict[tuple[str, str, datetime], set[str]]:
+        """(rule, entitlement, period start) -> the keys fired, for several entitlements."""
+        found: dict[tuple[str, str, datetime], set[str]] = {}
+        if not entitlement_ids:
+            return found
         rows = self.connection.execute(
-            select(notification_fired.c.threshold).where(
-                notification_fired.c.rule_id == rule_id,
-                notification_fired.c.entitlement_id == entitlement_id,
-                notification_fired.c.period_start == period_start,
+            select(notification_fired).where(
+                notification_fired.c.entitlement_id.in_(sorted(set(entitlement_ids)))
             )
         )
-        return {row.threshold for row in rows}
+        for row in rows:
+            found.setdefault((row.rule_id, row.entitlement_id, row.period_start), set()).add(
+                row.threshold
+            )
+        return found
 
     def mark_fired(
         self, rule_id: str, entitlement_id: str, period_start: datetime, thresholds: Iterable[str]
