@@ -20,6 +20,7 @@ from allotment.settings import Settings
 from tests.api.helpers import send_usage, setup_catalogue
 from tests.api.problems import problem_fields
 from tests.conftest import SettableClock
+from tests.openmeter_schema import problems
 from tests.webhook_receiver import Receiver
 
 CHANNELS = "/api/v1/notification/channels"
@@ -180,8 +181,12 @@ def test_a_month_of_usage_fires_each_threshold_once_in_order_with_exact_values(
     assert len(receiver.payloads()) == 5
     assert receiver.refused == []
 
-    # The events API shows the same events, each delivered once, newest last.
+    # The events API shows the same events, each delivered once, newest last, in OpenMeter's
+    # shapes.
     listed = quiet.get(EVENTS, params={"rule": rule["id"]}).json()
+    assert problems(listed, "NotificationEventPaginatedResponse") == []
+    assert problems(quiet.get(RULES).json(), "NotificationRulePaginatedResponse") == []
+    assert problems(quiet.get(CHANNELS).json(), "NotificationChannelPaginatedResponse") == []
     assert listed["totalCount"] == 5
     assert [e["payload"] for e in listed["items"]] == receiver.payloads()
     first = listed["items"][0]
@@ -215,6 +220,7 @@ def test_a_reset_rule_fires_at_the_period_boundary_and_on_a_manual_reset(
     deliver(context)
     (boundary,) = receiver.payloads()
     assert boundary["type"] == "entitlements.reset"
+    assert problems(boundary, "NotificationEventResetPayload") == []
     assert boundary["data"]["value"]["usage"] == 0
     assert boundary["data"]["entitlement"]["currentUsagePeriod"]["from"] == "2024-02-01T00:00:00Z"
     assert "threshold" not in boundary["data"]
