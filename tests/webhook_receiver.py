@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,6 +13,13 @@ from typing import Any
 from standardwebhooks import Webhook, WebhookVerificationError
 
 PORTS = range(18700, 18800)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a sender that gave up (its timeout) closed the connection: expected here
 
 
 @dataclass
@@ -26,11 +34,15 @@ class Receiver:
     secret: str | None = None
     status: int = 200
     """What it answers to a verified request (500: "down but listening")."""
+    answer: bytes | None = None
+    """The body it answers (default: "ok", or "down" for an error status)."""
+    delay: float = 0.0
+    """Seconds it waits before answering."""
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     """Why requests failed verification."""
     port: int = 0
-    _server: ThreadingHTTPServer | None = None
+    _server: _Server | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -64,12 +76,15 @@ class Receiver:
                         receiver.refused.append(str(error) or type(error).__name__)
                     self._answer(401, b"bad signature")
                     return
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if receiver.status < 300:
                     with receiver._lock:
                         receiver.received.append(
                             Received(headers["webhook-id"], json.loads(body), headers)
                         )
-                self._answer(receiver.status, b"ok" if receiver.status < 300 else b"down")
+                default = b"ok" if receiver.status < 300 else b"down"
+                self._answer(receiver.status, receiver.answer or default)
 
             def _answer(self, status: int, body: bytes) -> None:
                 self.send_response(status)
@@ -83,7 +98,7 @@ class Receiver:
         last: OSError | None = None
         for port in PORTS:
             try:
-                self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+                self._server = _Server(("127.0.0.1", port), Handler)
             except OSError as error:
                 last = error
                 continue

@@ -439,3 +439,40 @@ def test_two_senders_at_once_make_each_attempt_once(
         for e in quiet.get(EVENTS, params={"pageSize": 100}).json()["items"]
     }
     assert states == {"SUCCESS"}
+
+
+def test_slow_and_chatty_receivers_fail_attempts_without_holding_the_sender(
+    quiet: TestClient, context: ServiceContext, clock: SettableClock, receiver: Receiver
+) -> None:
+    clock.set(at(1))
+    customer_with_monthly_tokens(quiet)
+    channel = channel_for(quiet, receiver)
+    rule = quiet.post(
+        RULES,
+        json={
+            "type": "entitlements.balance.threshold",
+            "name": "limits",
+            "channels": [channel["id"]],
+            "thresholds": [{"value": 10, "type": "usage_value"}],
+        },
+    ).json()
+    event = quiet.post(f"{RULES}/{rule['id']}/test").json()
+    receiver.delay = 2.0
+    sender = Sender(context, timeout=0.5)
+    try:
+        sender.send_until_idle()
+        status = quiet.get(f"{EVENTS}/{event['id']}").json()["deliveryStatus"][0]
+        assert status["state"] == "PENDING"
+        assert status["reason"] == "request failed: ReadTimeout"
+        assert "statusCode" not in status["attempts"][0]["response"]
+
+        receiver.delay = 0
+        receiver.status = 500
+        receiver.answer = b"x" * 100_000
+        clock.advance(timedelta(seconds=5))
+        sender.send_until_idle()
+    finally:
+        sender.close()
+    status = quiet.get(f"{EVENTS}/{event['id']}").json()["deliveryStatus"][0]
+    attempt = status["attempts"][1]["response"]
+    assert (attempt["statusCode"], attempt["body"]) == (500, "x" * 1024)

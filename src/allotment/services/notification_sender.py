@@ -155,23 +155,19 @@ class Sender:
             return _Outcome(job, attempt, "the channel is disabled or deleted")
         headers = signed_headers(channel, job.delivery.message_id, job.body, self._wall_clock())
         try:
-            response = self._client.post(channel.url, content=job.body, headers=headers)
+            with self._client.stream(
+                "POST", channel.url, content=job.body, headers=headers
+            ) as response:
+                status, text = response.status_code, _excerpt(response)
         except httpx.HTTPError as error:
             duration = int((time.monotonic() - started) * 1000)
             attempt = Attempt(DeliveryState.FAILED, at, None, "", duration, channel.url)
             return _Outcome(job, attempt, f"request failed: {type(error).__name__}")
         duration = int((time.monotonic() - started) * 1000)
-        ok = 200 <= response.status_code < 300
-        attempt = Attempt(
-            DeliveryState.SUCCESS if ok else DeliveryState.FAILED,
-            at,
-            response.status_code,
-            response.text[:ATTEMPT_BODY_MAX],
-            duration,
-            channel.url,
-        )
-        reason = "" if ok else f"the receiver answered {response.status_code}"
-        return _Outcome(job, attempt, reason)
+        ok = 200 <= status < 300
+        state = DeliveryState.SUCCESS if ok else DeliveryState.FAILED
+        attempt = Attempt(state, at, status, text, duration, channel.url)
+        return _Outcome(job, attempt, "" if ok else f"the receiver answered {status}")
 
     def _record(self, outcomes: list[_Outcome]) -> None:
         now = self._context.clock()
@@ -188,8 +184,20 @@ class Sender:
                     continue
                 uow.outbox.save_delivery(_after(current, outcome, now))
             uow.commit()
-        if any(o.attempt.state is DeliveryState.FAILED for o in outcomes):
-            log.info("webhook deliveries failed", extra={"failed": len(outcomes)})
+        failed = sum(o.attempt.state is DeliveryState.FAILED for o in outcomes)
+        if failed:
+            log.info("webhook attempts failed", extra={"failed": failed, "made": len(outcomes)})
+
+
+def _excerpt(response: httpx.Response) -> str:
+    """The start of the receiver's answer; the rest is never read (a receiver cannot make the
+    sender hold a large body)."""
+    kept = b""
+    for chunk in response.iter_bytes():
+        kept += chunk
+        if len(kept) >= ATTEMPT_BODY_MAX * 4:
+            break
+    return kept.decode("utf-8", errors="replace")[:ATTEMPT_BODY_MAX]
 
 
 def _after(delivery: Delivery, outcome: _Outcome, now: datetime) -> Delivery:
