@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -212,6 +213,10 @@ class MaintenanceWorker:
     ) -> None:
         self._context = context
         self._render = render
+        self._evaluate_after = 0.0
+        """After a round with the evaluator that took t seconds, the next evaluation waits t
+        more: it takes at most about half of this thread's time, so heavy ingest coalesces into
+        fewer, larger rounds instead of losing throughput to them."""
         self._interval = interval.total_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -226,12 +231,21 @@ class MaintenanceWorker:
         self._context.caches.wake_maintenance()
         self._thread.join(timeout)
 
+    def _round(self) -> MaintenanceReport:
+        started = time.monotonic()
+        evaluate = self._render is not None and started >= self._evaluate_after
+        report = run_once(self._context, self._render if evaluate else None)
+        if evaluate:
+            finished = time.monotonic()
+            self._evaluate_after = finished + (finished - started)
+        return report
+
     def _loop(self) -> None:
         wake = self._context.caches.maintenance_wanted
         paused = False
         while not self._stop.is_set():
             try:
-                report = run_once(self._context, self._render)
+                report = self._round()
             except Unavailable as error:
                 # Down or hung: one line when it starts and one when it ends, not one a round.
                 if not paused:
@@ -249,5 +263,7 @@ class MaintenanceWorker:
                 paused = False
             if report.did_work:
                 continue
-            wake.wait(self._interval)
+            # A skipped evaluation is due again soon: wait no longer than that.
+            due = self._evaluate_after - time.monotonic() if self._render else 0.0
+            wake.wait(min(self._interval, due) if due > 0 else self._interval)
             wake.clear()

@@ -2,13 +2,13 @@
 
 Writes that can change an entitlement's value queue it in their own transaction
 (services/notification_queue.py). The evaluator (`evaluate_pending`; maintenance runs it when
-ingest wakes it, and at least every maintenance interval) takes the queue, computes each
-affected metered entitlement's value now, and writes the events of every rule that fires, with
-one delivery per channel, in the same transaction that removes the queued items. A crash before
-its commit leaves the queue as it was, so nothing a write acknowledged is lost; the
-fired-threshold keys make a second evaluator (or a retry) write nothing twice. Usage periods
-that ended since an entitlement was last evaluated are evaluated too, which is how reset rules
-see the automatic period boundary.
+ingest wakes it, and at least every maintenance interval) takes the queue, reads each affected
+metered entitlement's value now, and writes the events of every rule that fires, one delivery
+per channel, and the queue's removal in one short transaction. A crash before that commit
+leaves the queue as it was, so nothing a write acknowledged is lost; the fired keys (per rule,
+entitlement, period and threshold, in the database) make a second evaluator, another process or
+a retry write nothing twice. Usage periods that ended since an entitlement was last evaluated
+are evaluated too, which is how reset rules see the automatic period boundary.
 """
 
 from __future__ import annotations
