@@ -214,6 +214,7 @@ class MaintenanceWorker:
         self._context = context
         self._render = render
         self._evaluate_after = 0.0
+        self._skipped = False
         """After a round with the evaluator that took t seconds, the next evaluation waits t
         more: it takes at most about half of this thread's time, so heavy ingest coalesces into
         fewer, larger rounds instead of losing throughput to them."""
@@ -234,6 +235,7 @@ class MaintenanceWorker:
     def _round(self) -> MaintenanceReport:
         started = time.monotonic()
         evaluate = self._render is not None and started >= self._evaluate_after
+        self._skipped = self._render is not None and not evaluate
         report = run_once(self._context, self._render if evaluate else None)
         if evaluate:
             finished = time.monotonic()
@@ -263,7 +265,7 @@ class MaintenanceWorker:
                 paused = False
             if report.did_work:
                 continue
-            # A skipped evaluation is due again soon: wait no longer than that.
-            due = self._evaluate_after - time.monotonic() if self._render else 0.0
+            # An evaluation skipped this round is due soon: wait no longer than that.
+            due = self._evaluate_after - time.monotonic() if self._skipped else 0.0
             wake.wait(min(self._interval, due) if due > 0 else self._interval)
             wake.clear()
