@@ -53,6 +53,25 @@ def test_channels_and_rules_match_the_api(cli: Cli, api: TestClient) -> None:
         )
     )
     assert channel == api.get(f"/api/v1/notification/channels/{channel['id']}").json()
+    rotated = "whsec_" + "B" * 43 + "="
+    updated = as_json(
+        cli(
+            "notifications",
+            "channels",
+            "update",
+            channel["id"],
+            "--name",
+            "ops",
+            "--url",
+            "https://example.com/v2",
+            "--signing-secret",
+            rotated,
+            "--json",
+        )
+    )
+    assert (updated["url"], updated["signingSecret"]) == ("https://example.com/v2", rotated)
+    assert updated["customHeaders"] == {}  # a PUT: headers left out are removed
+    assert updated == api.get(f"/api/v1/notification/channels/{channel['id']}").json()
     rule = as_json(
         cli(
             "notifications",

@@ -181,6 +181,42 @@ def create_channel(
         typer.echo(f"signing secret: {channel.signing_secret}")
 
 
+@channels_app.command("update")
+def update_channel(
+    channel_id: Annotated[str, typer.Argument(metavar="CHANNEL_ID")],
+    name: Annotated[str, typer.Option(help="A human-readable name")],
+    url: Annotated[str, typer.Option(help="Where webhooks are POSTed (http or https)")],
+    headers: Annotated[
+        list[str] | None, typer.Option("--header", help="NAME=VALUE sent with every webhook")
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option("--signing-secret", help="A new secret (rotation); default: keep it"),
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Stop sending to it")] = False,
+    metadata: MetadataOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a channel's settings, as PUT does (headers and metadata left out are removed)."""
+    with plain_errors():
+        channel = definitions.replace_channel(
+            STATE.context,
+            channel_id,
+            ChannelDefinition(
+                name=name,
+                url=url,
+                custom_headers=parse_pairs(headers, "--header") or {},
+                signing_secret=secret,
+                disabled=disabled,
+                metadata=parse_pairs(metadata, "--metadata"),
+            ),
+        )
+    if as_json:
+        print_exact_json(channel_document(channel))
+    else:
+        _print_channels("Updated channel", [channel], as_json=False)
+
+
 @channels_app.command("list")
 def list_channels(
     include_deleted: IncludeDeleted = False,
