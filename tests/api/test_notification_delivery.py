@@ -476,3 +476,26 @@ def test_slow_and_chatty_receivers_fail_attempts_without_holding_the_sender(
     status = quiet.get(f"{EVENTS}/{event['id']}").json()["deliveryStatus"][0]
     attempt = status["attempts"][1]["response"]
     assert (attempt["statusCode"], attempt["body"]) == (500, "x" * 1024)
+
+
+def test_a_rule_test_without_entitlements_sends_made_up_data(
+    quiet: TestClient, context: ServiceContext, clock: SettableClock, receiver: Receiver
+) -> None:
+    clock.set(at(1))
+    channel = channel_for(quiet, receiver)
+    rule = quiet.post(
+        RULES,
+        json={"type": "entitlements.reset", "name": "resets", "channels": [channel["id"]]},
+    ).json()
+    event = quiet.post(f"{RULES}/{rule['id']}/test")
+    assert event.status_code == 201, event.text
+    assert problems(event.json(), "NotificationEvent") == []
+    deliver(context)
+    (payload,) = receiver.payloads()
+    assert payload["type"] == "entitlements.reset"
+    assert payload["data"]["customer"]["key"] == "example_customer"
+    assert payload["data"]["value"]["usage"] == 75
+    assert problems(payload, "NotificationEventResetPayload") == []
+    deleted = quiet.delete(f"{RULES}/{rule['id']}")
+    assert deleted.status_code == 204
+    assert problem_fields(quiet.post(f"{RULES}/{rule['id']}/test"), 412) == ["ruleId"]

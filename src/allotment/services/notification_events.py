@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
 from allotment.domain.listing import ListResult, Window
-from allotment.domain.notifications import DeliveryState, EventFilter, RuleType, StoredEvent
-from allotment.errors import ErrorList, InvalidInput, NotFound, PreconditionFailed
+from allotment.domain.notifications import (
+    DeliveryState,
+    EventFilter,
+    Rule,
+    RuleType,
+    StoredEvent,
+)
+from allotment.errors import ErrorList, NotFound, PreconditionFailed
 from allotment.ids import is_ulid
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_values import values_at
 from allotment.services.entitlements import view_of_entitlement
 from allotment.services.notification_definitions import find_rule
 from allotment.services.notification_evaluation import emit, subject_of
+from allotment.services.notification_examples import example_snapshot
 from allotment.services.notification_payloads import PayloadRenderer, Snapshot
 from allotment.storage import UnitOfWork
 from allotment.storage.repositories.outbox import EventRow
@@ -77,37 +85,36 @@ def resend_event(context: ServiceContext, event_id: str, channel_ids: Sequence[s
 def send_test_event(context: ServiceContext, rule_id: str, render: PayloadRenderer) -> StoredEvent:
     """A real event of the rule, marked as a test, delivered like any other: its payload is the
     present value of the newest live metered entitlement the rule covers (and, for threshold
-    rules, its first threshold)."""
+    rules, its first threshold), or a made-up one when there is none."""
     now = context.clock()
     with context.database.unit_of_work(write=True) as uow:
         rule = find_rule(uow, rule_id)
         if rule.deleted_at is not None:
             raise PreconditionFailed("the notification rule is deleted", field="ruleId")
-        entitlement = uow.entitlements.newest_live_metered(
-            None if rule.features is None else [f.id for f in rule.features], now
-        )
-        if entitlement is None:
-            raise InvalidInput(
-                "a test event shows a live metered entitlement the rule covers; there is none",
-                field="ruleId",
-            )
-        customer = uow.customers.get(entitlement.customer_id)
-        feature = uow.features.get(entitlement.feature_id)
-        assert customer is not None and feature is not None  # entitlements reference both
-        value = values_at(uow, customer, [entitlement], now)[entitlement.id]
-        threshold = rule.thresholds[0] if rule.type is RuleType.BALANCE_THRESHOLD else None
-        snapshot = Snapshot(
-            view=view_of_entitlement(uow, entitlement, customer, now),
-            feature=feature,
-            customer=customer,
-            subject=subject_of(uow, customer),
-            value=value,
-            threshold=threshold,
-        )
+        snapshot = _real_snapshot(uow, rule, now) or example_snapshot(rule, now)
         event_id = emit(uow, render, rule, snapshot, now, is_test=True)
         uow.commit()
     context.caches.wake_sender()
     return get_event(context, event_id)
+
+
+def _real_snapshot(uow: UnitOfWork, rule: Rule, now: datetime) -> Snapshot | None:
+    entitlement = uow.entitlements.newest_live_metered(
+        None if rule.features is None else [f.id for f in rule.features], now
+    )
+    if entitlement is None:
+        return None
+    customer = uow.customers.get(entitlement.customer_id)
+    feature = uow.features.get(entitlement.feature_id)
+    assert customer is not None and feature is not None  # entitlements reference both
+    return Snapshot(
+        view=view_of_entitlement(uow, entitlement, customer, now),
+        feature=feature,
+        customer=customer,
+        subject=subject_of(uow, customer),
+        value=values_at(uow, customer, [entitlement], now)[entitlement.id],
+        threshold=rule.thresholds[0] if rule.type is RuleType.BALANCE_THRESHOLD else None,
+    )
 
 
 def _event(uow: UnitOfWork, event_id: str) -> EventRow:

@@ -222,5 +222,6 @@ def resend_event(context: Context, event_id: EventId, body: ResendBody | None = 
     response_model_exclude_none=True,
 )
 def test_rule(context: Context, rule_id: RuleId) -> EventResponse:
-    """A real event of the rule, marked as a test (`annotations`), delivered to its channels."""
+    """A real event of the rule, marked as a test (`annotations`), delivered to its channels:
+    the newest live metered entitlement the rule covers, else made-up data."""
     return EventResponse.of(events.send_test_event(context, rule_id, render_payload_data))
