@@ -13,7 +13,6 @@ are evaluated too, which is how reset rules see the automatic period boundary.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,8 +39,6 @@ from allotment.services.entitlements import view_with_resets as view_of
 from allotment.services.notification_payloads import PayloadRenderer, Snapshot, payload
 from allotment.storage import UnitOfWork
 from allotment.storage.repositories.outbox import NewEvent, Pending
-
-log = logging.getLogger(__name__)
 
 PENDING_CHUNK = 5_000
 """Queued items one evaluator round takes: under heavy ingest the queue grows while a round

@@ -130,10 +130,8 @@ class NotificationRepository(Repository):
             .values(**values)
         )
 
-    def get_channel(self, channel_id: str, *, for_update: bool = False) -> Channel | None:
+    def get_channel(self, channel_id: str) -> Channel | None:
         query = select(notification_channels).where(notification_channels.c.id == channel_id)
-        if for_update and self.dialect == "postgresql":
-            query = query.with_for_update()
         row = self.connection.execute(query).first()
         return None if row is None else _to_channel(row)
 
@@ -185,12 +183,10 @@ class NotificationRepository(Repository):
         query = _listed(notification_rules, include_deleted, include_disabled, order_by, order)
         return [_to_rule(row) for row in self.connection.execute(query)]
 
-    def active_rules(self, rule_type: RuleType | None = None) -> list[Rule]:
+    def active_rules(self) -> list[Rule]:
         query = select(notification_rules).where(
             notification_rules.c.deleted_at.is_(None), notification_rules.c.disabled.is_(False)
         )
-        if rule_type is not None:
-            query = query.where(notification_rules.c.type == rule_type.value)
         return [_to_rule(row) for row in self.connection.execute(query.order_by("id"))]
 
     def has_active_rules(self) -> bool:
