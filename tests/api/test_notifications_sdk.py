@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from openmeter import Client
 from openmeter.models import (
@@ -80,6 +81,7 @@ def test_the_sdk_manages_notifications_and_the_server_delivers_them(
     assert [c["id"] for c in sdk.notification_channels.list()["items"]] == [channel["id"]]
     assert [r["id"] for r in sdk.notification_rules.list()["items"]] == [rule["id"]]
 
+    successes_before = _webhook_attempts(live_server, "success")
     live_server.clock.set(NOW + timedelta(minutes=2))  # the event's minute has passed
     started = time.monotonic()
     sdk.events.ingest_event(
@@ -112,3 +114,11 @@ def test_the_sdk_manages_notifications_and_the_server_delivers_them(
     assert event["deliveryStatus"][0]["channel"]["id"] == channel["id"]
     assert event["payload"] == delivered
     assert sdk.notification_events.get(event["id"])["id"] == event["id"]
+    assert _webhook_attempts(live_server, "success") == successes_before + 1
+
+
+def _webhook_attempts(live_server: LiveServer, result: str) -> float:
+    text = httpx.get(f"{live_server.url}/metrics").text
+    line = f'allotment_webhook_attempts_total{{result="{result}"}} '
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0

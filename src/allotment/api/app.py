@@ -60,7 +60,12 @@ def create_app(
         sender = None
         if settings.webhook_sender_enabled:
             sender = SenderWorker(
-                context, Sender(context, timeout=settings.webhook_timeout_seconds)
+                context,
+                Sender(
+                    context,
+                    timeout=settings.webhook_timeout_seconds,
+                    observe=metrics.record_webhook_attempt,
+                ),
             )
             sender.start()
         try:

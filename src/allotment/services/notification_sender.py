@@ -90,15 +90,15 @@ class Sender:
         context: ServiceContext,
         *,
         timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
         wall_clock: Callable[[], datetime] = _wall_clock,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
+        """`observe` hears each attempt's outcome: success, refused or unreachable."""
         self._context = context
+        self._observe = observe
         self._timeout = timeout
         self._wall_clock = wall_clock
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False, transport=transport
-        )
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         self._pool = ThreadPoolExecutor(PARALLEL_POSTS, thread_name_prefix="allotment-webhook")
 
     def close(self) -> None:
@@ -112,6 +112,13 @@ class Sender:
             return 0
         outcomes = list(self._pool.map(self._attempt, jobs))
         self._record(outcomes)
+        if self._observe is not None:
+            for outcome in outcomes:
+                attempt = outcome.attempt
+                if attempt.state is DeliveryState.SUCCESS:
+                    self._observe("success")
+                else:
+                    self._observe("refused" if attempt.status_code else "unreachable")
         return len(outcomes)
 
     def send_until_idle(self, rounds_max: int = 1000) -> int:
