@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # How long a server process trusts an API key it has checked before asking the database
     # again: a key revoked by another process (or the CLI) stops working within this time.
     api_key_cache_seconds: float = 5.0
+    # Webhook notifications: whether this server process sends them (with `false`, run
+    # `allotment worker` elsewhere), and how long one attempt may take before it counts as failed.
+    webhook_sender_enabled: bool = True
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # -- request limits (413 problem+json beyond them, 400 for depth) ---------------------------
     # Any request body, ingest included; refused from Content-Length before a byte is read.

@@ -16,6 +16,7 @@ from allotment.api.deps import refuse_unstorable_parameters
 from allotment.api.edge import Edge
 from allotment.api.fast_reads import FastValueReads
 from allotment.api.json_body import JsonLimits
+from allotment.api.notification_payloads import render_payload_data
 from allotment.api.openapi import build_openapi
 from allotment.api.progress import ProgressTracker
 from allotment.api.rate_limits import RateLimits
@@ -26,6 +27,7 @@ from allotment.dashboard import create_dashboard
 from allotment.services.caches import ServiceCaches
 from allotment.services.context import ServiceContext
 from allotment.services.maintenance import MaintenanceWorker
+from allotment.services.notification_sender import Sender, SenderWorker
 from allotment.settings import Settings
 from allotment.storage import Database
 
@@ -51,12 +53,27 @@ def create_app(
         worker = None
         if settings.maintenance_interval_seconds > 0:
             worker = MaintenanceWorker(
-                context, timedelta(seconds=settings.maintenance_interval_seconds)
+                context,
+                timedelta(seconds=settings.maintenance_interval_seconds),
+                render=render_payload_data,
             )
             worker.start()
+        sender = None
+        if settings.webhook_sender_enabled:
+            sender = SenderWorker(
+                context,
+                Sender(
+                    context,
+                    timeout=settings.webhook_timeout_seconds,
+                    observe=metrics.record_webhook_attempt,
+                ),
+            )
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                sender.stop()
             if worker is not None:
                 worker.stop()
             readiness.close()

@@ -51,6 +51,18 @@ IDEMPOTENT_REPLAYS = Counter(
 )
 
 
+WEBHOOK_ATTEMPTS = Counter(
+    "allotment_webhook_attempts",
+    "Webhook delivery attempts, by outcome: success (2xx), refused (another status), "
+    "unreachable (no answer in time, or no connection).",
+    ["result"],
+)
+
+
+def record_webhook_attempt(result: str) -> None:
+    WEBHOOK_ATTEMPTS.labels(result=result).inc()
+
+
 def record_events_ingested(count: int) -> None:
     """For the ingest route: `count` events of an accepted body."""
     EVENTS_INGESTED.inc(count)

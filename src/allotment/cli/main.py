@@ -16,6 +16,7 @@ from allotment.cli import (
     grants,
     keys,
     meters,
+    notifications,
     plans,
     subscriptions,
 )
@@ -36,6 +37,7 @@ app.add_typer(grants.app, name="grants")
 app.add_typer(events.app, name="events")
 app.add_typer(plans.app, name="plans")
 app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(notifications.app, name="notifications")
 app.command("access")(access.access)
 
 
@@ -69,14 +71,56 @@ def maintenance() -> None:
 
     Runs until nothing is left. Servers do this on their own every
     ALLOTMENT_MAINTENANCE_INTERVAL_SECONDS; this is for servers run with it at 0."""
+    from allotment.api.notification_payloads import render_payload_data
     from allotment.services.maintenance import run_until_idle
 
-    report = run_until_idle(STATE.context)
+    report = run_until_idle(STATE.context, render_payload_data)
     typer.echo(
         f"folded {report.compacted} usage deltas, backfilled {report.backfilled} event "
-        f"positions, dropped {report.dropped} stale series",
+        f"positions, dropped {report.dropped} stale series, evaluated notifications of "
+        f"{report.notified} entitlements",
         err=True,
     )
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Do what is due now, then exit (default: run on)")
+    ] = False,
+) -> None:
+    """Evaluate notification rules and deliver webhooks, with the rest of maintenance.
+
+    Every server does this itself; run it for servers started with
+    ALLOTMENT_WEBHOOK_SENDER_ENABLED=false or ALLOTMENT_MAINTENANCE_INTERVAL_SECONDS=0. Any
+    number of workers and servers may run at once: each delivery attempt is made once."""
+    from allotment.api.notification_payloads import render_payload_data
+    from allotment.errors import Unavailable
+    from allotment.services.maintenance import run_once, run_until_idle
+    from allotment.services.notification_sender import Sender
+
+    context = STATE.context
+    sender = Sender(context, timeout=STATE.settings.webhook_timeout_seconds)
+    pause = STATE.settings.maintenance_interval_seconds or 1.0
+    try:
+        if once:
+            run_until_idle(context, render_payload_data)
+            sent = sender.send_until_idle()
+            typer.echo(f"attempted {sent} webhook deliveries", err=True)
+            return
+        while True:
+            try:
+                busy = run_once(context, render_payload_data).did_work
+                busy = bool(sender.send_due()) or busy
+            except Unavailable:
+                busy = False
+            if not busy:
+                context.caches.sender_wanted.wait(pause)
+                context.caches.sender_wanted.clear()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sender.close()
 
 
 @app.command()

@@ -94,6 +94,12 @@ class ServiceCaches:
     def wake_maintenance(self) -> None:
         self.maintenance_wanted.set()
 
+    sender_wanted: threading.Event = field(default_factory=threading.Event)
+    """Set when notification deliveries were written; the webhook sender waits on it."""
+
+    def wake_sender(self) -> None:
+        self.sender_wanted.set()
+
     def request_checkpoint(self, entitlement_id: str) -> None:
         with self._lock:
             self._checkpoint_requests.add(entitlement_id)

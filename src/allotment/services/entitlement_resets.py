@@ -23,6 +23,7 @@ from allotment.services.entitlement_owners import (
     require_owner,
     resolve_entitlement,
 )
+from allotment.services.notification_queue import note_change
 
 
 def reset_entitlement(
@@ -66,7 +67,10 @@ def reset_entitlement(
         uow.entitlements.add_reset(new_id(), entitlement.id, reset, now)
         uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.MANUAL_RESET, reset.at))
         idempotency.remember(uow, idempotency_claim, None, now)
+        noted = note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
 
 
 def list_resets(context: ServiceContext, owner: Owner, id_or_feature_key: str) -> list[ManualReset]:

@@ -52,6 +52,7 @@ from allotment.services.entitlement_owners import (
     resolve_entitlement,
 )
 from allotment.services.features import find_feature
+from allotment.services.notification_queue import note_change
 from allotment.storage import UnitOfWork
 
 
@@ -79,8 +80,11 @@ def create_entitlement(
     with context.database.unit_of_work(write=True) as uow:
         customer = provision_owner(uow, owner, now)
         entitlement = add_entitlement(uow, customer, request, now)
+        noted = entitlement.is_metered and note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
-    return _view(entitlement, owner_keys(customer), [], now)
+    if noted:
+        context.caches.wake_maintenance()
+    return view_with_resets(entitlement, owner_keys(customer), [], now)
 
 
 def add_entitlement(
@@ -167,9 +171,12 @@ def override_entitlement(
         uow.entitlements.add(entitlement)
         for grant in grants:
             uow.grants.add(grant)
-        view = _view(entitlement, owner_keys(customer), [], now)
+        view = view_with_resets(entitlement, owner_keys(customer), [], now)
         idempotency.remember(uow, idempotency_claim, view, now)
+        noted = entitlement.is_metered and note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
     return view
 
 
@@ -340,10 +347,20 @@ def _views(
         if owner is not None
         else uow.entitlements.owner_keys([e.customer_id for e in entitlements])
     )
-    return [_view(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements]
+    return [
+        view_with_resets(e, owners[e.customer_id], resets.get(e.id, []), now) for e in entitlements
+    ]
 
 
-def _view(
+def view_of_entitlement(
+    uow: UnitOfWork, entitlement: Entitlement, owner: Customer, now: datetime
+) -> EntitlementView:
+    """The entitlement as responses show it at `now` (its period from its resets)."""
+    resets = uow.entitlements.resets(entitlement.id) if entitlement.is_metered else []
+    return view_with_resets(entitlement, owner_keys(owner), resets, now)
+
+
+def view_with_resets(
     entitlement: Entitlement, owner: OwnerKeys, resets: Sequence[ManualReset], now: datetime
 ) -> EntitlementView:
     if entitlement.is_metered:

@@ -20,6 +20,7 @@ from allotment.domain.events import (
 from allotment.domain.instants import OUT_OF_RANGE, is_client_instant
 from allotment.errors import ErrorList, InvalidInput
 from allotment.services.context import ServiceContext
+from allotment.services.notification_queue import note_change
 from allotment.storage.types import to_micros
 
 
@@ -48,6 +49,8 @@ def ingest(
         version = uow.versions.hold_meters_for_ingest()
         meters = context.caches.rolled_meters(uow, version, [e.type for e in batch])
         stored = uow.usage_store.ingest(batch, received_at, meters=meters, data_texts=data_texts)
+        if stored:
+            note_change(uow, received_at, subject_keys=sorted({e.subject for e in batch}))
         uow.commit()
     if stored:
         context.caches.wake_maintenance()  # fold the new deltas soon

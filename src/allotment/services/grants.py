@@ -35,6 +35,7 @@ from allotment.services.entitlement_owners import (
     resolve_entitlement,
 )
 from allotment.services.entitlements import check_filter_values
+from allotment.services.notification_queue import note_change
 from allotment.storage import UnitOfWork
 
 
@@ -82,7 +83,10 @@ def create_grant(
         )
         view = view_of(grant, now)
         idempotency.remember(uow, idempotency_claim, view, now)
+        noted = note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
     return view
 
 
@@ -114,7 +118,10 @@ def void_grant(
         uow.grants.void(grant.id, voided_at, now)
         uow.checkpoints.delete_from(entitlement.id, invalid_from(Change.GRANT_VOIDED, voided_at))
         idempotency.remember(uow, idempotency_claim, None, now)
+        noted = note_change(uow, now, entitlement_ids=[entitlement.id])
         uow.commit()
+    if noted:
+        context.caches.wake_maintenance()
 
 
 def list_entitlement_grants(

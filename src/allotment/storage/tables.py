@@ -481,3 +481,119 @@ balance_checkpoints = Table(
     # Late usage first asks whether anything was saved after it: mostly nothing.
     Index(None, "at"),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications (rules in domain/notifications.py; the outbox in storage/repositories/outbox.py)
+
+notification_channels = Table(
+    "notification_channels",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("custom_headers", JsonDocument, nullable=False),
+    Column("signing_secret", String(128), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("metadata", JsonDocument),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Column("deleted_at", UtcTimestamp),
+    CheckConstraint("type IN ('WEBHOOK')", name="type"),
+)
+
+# Channels and features are JSON lists: a rule names at most five channels, and rules are few
+# enough to be filtered in memory.
+notification_rules = Table(
+    "notification_rules",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("metadata", JsonDocument),
+    Column("channel_ids", JsonDocument, nullable=False),
+    # [{"id", "key"}] or NULL for every feature.
+    Column("features", JsonDocument),
+    # [{"value": "<exact decimal>", "type"}]
+    Column("thresholds", JsonDocument, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Column("deleted_at", UtcTimestamp),
+)
+
+# The outbox: an event and its deliveries are written in one transaction, and the sender works
+# through the deliveries until each succeeds or its retries run out.
+notification_events = Table(
+    "notification_events",
+    metadata,
+    Column("id", ULID, primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("rule_id", ULID, ForeignKey("notification_rules.id"), nullable=False),
+    Column("entitlement_id", ULID),
+    Column("feature_id", ULID),
+    Column("feature_key", String(64)),
+    Column("subject_key", String(256)),
+    Column("payload", JsonDocument, nullable=False),
+    Column("is_test", Boolean, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Index(None, "created_at"),
+    Index(None, "rule_id"),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("event_id", ULID, ForeignKey("notification_events.id"), primary_key=True),
+    Column("channel_id", ULID, ForeignKey("notification_channels.id"), primary_key=True),
+    # The `webhook-id` header: the same for every attempt and resend, so receivers dedupe.
+    Column("message_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    # Attempts made since the last resend: indexes the retry schedule.
+    Column("attempt_count", Integer, nullable=False),
+    # [{"state", "timestamp", "statusCode", "body", "durationMs", "url"}], oldest first.
+    Column("attempts", JsonDocument, nullable=False),
+    # Due time of the next attempt; while SENDING, the time the claim lapses (a sender that died
+    # mid-attempt leaves it to another).
+    Column("next_attempt_at", UtcTimestamp),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Index(None, "next_attempt_at"),
+    Index(None, "channel_id"),
+)
+
+# Work for the evaluator, written in the transaction of the change that may cross a threshold:
+# the subjects an ingest stored usage for, the entitlement a grant, void, reset or override
+# changed. Append-only (no unique key), so concurrent ingests never wait on each other here.
+notification_pending = Table(
+    "notification_pending",
+    metadata,
+    Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
+    Column("subject_key", String(256)),
+    Column("entitlement_id", ULID),
+    Column("created_at", UtcTimestamp, nullable=False),
+)
+
+# Thresholds already notified, per rule, entitlement and usage period: each fires once.
+notification_fired = Table(
+    "notification_fired",
+    metadata,
+    Column("rule_id", ULID, primary_key=True),
+    Column("entitlement_id", ULID, primary_key=True),
+    Column("period_start", UtcTimestamp, primary_key=True),
+    Column("threshold", String(128), primary_key=True),
+)
+
+# The usage period each entitlement was last evaluated in, per rule, and when it ends: a later
+# period is a reset (manual or at the boundary) for reset rules; a period that has ended is due
+# for evaluation even without a write.
+notification_periods = Table(
+    "notification_periods",
+    metadata,
+    Column("rule_id", ULID, primary_key=True),
+    Column("entitlement_id", ULID, primary_key=True),
+    Column("period_start", UtcTimestamp, nullable=False),
+    Column("period_end", UtcTimestamp),
+    Index(None, "period_end"),
+)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from allotment.storage.repositories.grants import GrantRepository
     from allotment.storage.repositories.idempotency import IdempotencyRepository
     from allotment.storage.repositories.meters import MeterRepository
+    from allotment.storage.repositories.notifications import NotificationRepository
+    from allotment.storage.repositories.outbox import OutboxRepository
     from allotment.storage.repositories.plans import PlanRepository
     from allotment.storage.repositories.portal_tokens import PortalTokenRepository
     from allotment.storage.repositories.subjects import SubjectRepository
@@ -294,3 +296,15 @@ class UnitOfWork:
         from allotment.storage.repositories.subscriptions import SubscriptionRepository
 
         return SubscriptionRepository(self.connection)
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        from allotment.storage.repositories.notifications import NotificationRepository
+
+        return NotificationRepository(self.connection)
+
+    @cached_property
+    def outbox(self) -> OutboxRepository:
+        from allotment.storage.repositories.outbox import OutboxRepository
+
+        return OutboxRepository(self.connection)

@@ -13,6 +13,7 @@ from allotment.api.routes import (
     grants,
     info,
     meters,
+    notifications,
     plans,
     portal,
     subjects,
@@ -33,4 +34,5 @@ ROUTERS: list[APIRouter] = [
     portal.router,
     portal.query_router,
     info.router,
+    notifications.router,
 ]

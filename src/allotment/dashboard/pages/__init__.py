@@ -8,6 +8,7 @@ from allotment.dashboard.pages import (
     features,
     grants,
     meters,
+    notifications,
     overview,
     plans,
     sign_in,
@@ -23,5 +24,6 @@ ROUTERS = [
     entitlements.router,
     grants.router,
     events.router,
+    notifications.router,
     api_keys.router,
 ]

@@ -225,6 +225,44 @@ class EntitlementRepository(Repository):
         )
         return [_to_entitlement(row) for row in rows]
 
+    def metered_active(
+        self, customer_ids: Sequence[str], entitlement_ids: Sequence[str], at: datetime
+    ) -> list[Entitlement]:
+        """Metered entitlements active at `at`, of the customers or by id, in id order."""
+        if not customer_ids and not entitlement_ids:
+            return []
+        rows = self.connection.execute(
+            select(entitlements)
+            .where(
+                or_(
+                    entitlements.c.customer_id.in_(list(customer_ids)),
+                    entitlements.c.id.in_(list(entitlement_ids)),
+                ),
+                entitlements.c.type == EntitlementType.METERED.value,
+                entitlements.c.deleted_at.is_(None),
+                entitlements.c.active_from <= at,
+                or_(entitlements.c.active_to.is_(None), entitlements.c.active_to > at),
+            )
+            .order_by(entitlements.c.id)
+        )
+        return [_to_entitlement(row) for row in rows]
+
+    def newest_live_metered(
+        self, feature_ids: Sequence[str] | None, at: datetime
+    ) -> Entitlement | None:
+        """The live metered entitlement created last (of `feature_ids`; None: any feature)."""
+        query = select(entitlements).where(
+            entitlements.c.type == EntitlementType.METERED.value,
+            entitlements.c.deleted_at.is_(None),
+            entitlements.c.active_from <= at,
+            or_(entitlements.c.active_to.is_(None), entitlements.c.active_to > at),
+        )
+        if feature_ids is not None:
+            query = query.where(entitlements.c.feature_id.in_(list(feature_ids)))
+        query = query.order_by(entitlements.c.created_at.desc(), entitlements.c.id.desc())
+        row = self.connection.execute(query.limit(1)).first()
+        return None if row is None else _to_entitlement(row)
+
     def of_customer(self, customer_id: str) -> list[Entitlement]:
         """Every entitlement of the customer, ended ones included."""
         rows = self.connection.execute(
