@@ -182,8 +182,16 @@ def population_run(ctx: Context) -> dict[str, Any]:
         idle = server.memory()
         out["idle_memory_kib"] = idle
 
+        # Where the peak is reached: each worker's VmHWM after every stage (in the results).
+        stages: dict[str, float] = {}
+        out["peak_mib_after_stage"] = stages
+
+        def mark(stage: str) -> None:
+            stages[stage] = max(m["VmHWM"] for m in server.memory().values()) / 1024
+
         b2 = measure_b2(ctx, server, checks, values)
         out.update(b2)
+        mark("B2")
         single = run_load(
             ctx,
             "check-1client",
@@ -196,9 +204,13 @@ def population_run(ctx: Context) -> dict[str, Any]:
         verify_checks(ctx, "B2 1 client", single, values)
         out["single_check"] = single.latency
         measure_b7(ctx, server, single)
+        mark("B7")
         measure_b4(ctx, server, copy, expectations)
+        mark("B4")
         measure_b5(ctx, server, expectations, single)
+        mark("B5")
         measure_b1(ctx, server, copy, expectations, ranks)
+        mark("B1")
         peak = server.memory()
         out["peak_memory_kib"] = peak
         idle_rss = max(m["VmRSS"] for m in idle.values()) / 1024
@@ -216,7 +228,7 @@ def population_run(ctx: Context) -> dict[str, Any]:
                 "<= 250 MB",
                 lambda v, _r: v is not None and v * 1.048576 <= 250,
                 "/proc/<pid>/status VmHWM",
-                details={"per_worker": peak, "idle": idle},
+                details={"per_worker": peak, "idle": idle, "after_stage_mib": stages},
             )
         )
     finally:
