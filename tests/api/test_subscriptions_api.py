@@ -93,6 +93,12 @@ def test_free_then_pro_mid_month_keeps_usage_then_top_up_downgrade_and_cancel(
     assert pro["plan"]["key"] == "pro"
     items = {item["key"]: item for item in pro["phases"][0]["items"]}
     assert items["ai_tokens"]["included"]["entitlement"]["type"] == "metered"
+    # A subscription's entitlements name it, read-only, as OpenMeter's do.
+    listed = client.get("/api/v2/customers/acme/entitlements").json()["items"]
+    by_subscription = {
+        e["featureKey"]: e.get("annotations") for e in listed if e.get("activeTo") is None
+    }
+    assert by_subscription["ai_tokens"] == {"subscription.id": pro["id"]}
     assert items["saml_sso"]["included"]["feature"]["key"] == "saml_sso"
 
     value = _tokens(client)

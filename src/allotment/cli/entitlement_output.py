@@ -49,6 +49,7 @@ def entitlement_document(view: EntitlementView) -> Document:
         "customerId": view.owner.customer_id,
         "customerKey": view.owner.customer_key,
         "metadata": dict(e.metadata) or None,
+        "annotations": dict(e.annotations) or None,
         "activeFrom": time_text(e.active_from),
         "activeTo": time_text(e.active_to),
         "createdAt": time_text(e.created_at),

@@ -53,6 +53,9 @@ class Entitlement:
     metadata: Mapping[str, str] = field(default_factory=dict)
     active_to: datetime | None = None
     deleted_at: datetime | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """Set by Allotment, never by clients: `subscription.id` names the subscription that
+    created it, as OpenMeter annotates a subscription's entitlements."""
 
     @property
     def ends_at(self) -> datetime | None:

@@ -9,7 +9,7 @@ now) in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -95,6 +95,7 @@ def add_entitlement(
     *,
     active_from: datetime | None = None,
     active_to: datetime | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> Entitlement:
     """The create rules and writes inside the caller's unit (entitlement creates and
     subscriptions share them); the caller has run `check_request`. Active on
@@ -111,6 +112,8 @@ def add_entitlement(
         active_from=active_from,
         active_to=active_to,
     )
+    if annotations:
+        entitlement = replace(entitlement, annotations=dict(annotations))
     existing = uow.entitlements.overlapping(
         customer.id, feature.key, entitlement.active_from, entitlement.active_to
     )

@@ -24,6 +24,8 @@ from allotment.services.entitlements import add_entitlement
 from allotment.storage import UnitOfWork
 
 CARRIED_FROM_ANNOTATION = "carriedFromGrantId"
+SUBSCRIPTION_ANNOTATION = "subscription.id"
+"""On a subscription's entitlements, as OpenMeter annotates them."""
 
 
 def materialise(
@@ -99,7 +101,15 @@ def _entitlement_for(
         check_request(request)
     except InvalidInput as error:
         raise with_prefix(error, where) from error
-    entitlement = add_entitlement(uow, customer, request, now, active_from=start, active_to=end)
+    entitlement = add_entitlement(
+        uow,
+        customer,
+        request,
+        now,
+        active_from=start,
+        active_to=end,
+        annotations={SUBSCRIPTION_ANNOTATION: subscription.id},
+    )
     if carry:
         assert previous is not None
         _carry_grants(uow, previous, entitlement, start, now)

@@ -242,6 +242,8 @@ entitlements = Table(
     Column("preserve_overage_at_reset", Boolean),
     Column("config", Text),
     Column("metadata", JsonDocument),
+    # Read-only on the wire, set by Allotment: `subscription.id` on a subscription's own.
+    Column("annotations", JsonDocument),
     Column("active_from", UtcTimestamp, nullable=False),
     Column("active_to", UtcTimestamp),
     Column("created_at", UtcTimestamp, nullable=False),

@@ -177,6 +177,7 @@ class _EntitlementFields(WireModel):
     feature_id: str
     feature_key: str
     metadata: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
     active_from: UtcDateTime
     active_to: UtcDateTime | None = None
     created_at: UtcDateTime
@@ -254,6 +255,7 @@ def _common(view: EntitlementView) -> dict[str, Any]:
         "feature_id": e.feature_id,
         "feature_key": e.feature_key,
         "metadata": dict(e.metadata) or None,
+        "annotations": dict(e.annotations) or None,
         "active_from": e.active_from,
         "active_to": e.active_to,
         "created_at": e.created_at,

@@ -43,6 +43,7 @@ def _to_entitlement(row: Any) -> Entitlement:
         metadata=row.metadata or {},
         active_to=row.active_to,
         deleted_at=row.deleted_at,
+        annotations=row.annotations or {},
     )
 
 
@@ -65,6 +66,7 @@ def _values(entitlement: Entitlement) -> dict[str, Any]:
         ),
         "config": entitlement.config,
         "metadata": dict(entitlement.metadata) or None,
+        "annotations": dict(entitlement.annotations) or None,
         "active_from": entitlement.active_from,
         "active_to": entitlement.active_to,
         "created_at": entitlement.created_at,
