@@ -29,20 +29,15 @@ from allotment.api.app import create_app
 from allotment.api.problems import leaf_routes
 from allotment.services.context import ServiceContext
 from allotment.settings import Settings
+from tests.openmeter_reference import openmeter_document
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 # Test servers of this suite listen in 18500-18599.
 PORTS = range(18500, 18600)
 EXAMPLES = int(os.environ.get("ALLOTMENT_CONFORMANCE_EXAMPLES", "8"))
 
 
 def _document() -> Path | None:
-    named = os.environ.get("ALLOTMENT_OPENMETER_OPENAPI")
-    candidates = [Path(named)] if named else []
-    # Beside the repository; a worktree one level further down looks one level up too.
-    for parent in (REPOSITORY.parent, REPOSITORY.parent.parent):
-        candidates.append(parent / "shared" / "reference" / "openmeter-openapi.yaml")
-    return next((path for path in candidates if path.is_file()), None)
+    return openmeter_document()
 
 
 def _port() -> int:
