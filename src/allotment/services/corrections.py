@@ -36,14 +36,13 @@ def correct(
     with context.database.unit_of_work(write=True) as uow:
         store = uow.usage_store
         store.lock_for_correction()
-        found = store.find_event(event.source, event.id)
-        if found is None:
+        stored = store.find_event(event.source, event.id)
+        if stored is None:
             raise NotFound(f"no event with source {event.source!r} and id {event.id!r}", field="id")
-        seq, stored = found
         conflict = already_problem(action, stored.excluded_at is not None)
         if conflict is not None:
             raise Conflict(conflict, field="action")
-        store.set_excluded(seq, stored, at if action is CorrectionAction.EXCLUDE else None)
+        store.set_excluded(stored, at if action is CorrectionAction.EXCLUDE else None)
         correction = EventCorrection(
             id=new_id(),
             event=event,
@@ -55,7 +54,7 @@ def correct(
             api_key_id=api_key_id,
             created_at=at,
         )
-        uow.corrections.add(correction, seq)
+        uow.corrections.add(correction, stored.seq)
         uow.commit()
     logs.audit(
         f"{action.value}_event",

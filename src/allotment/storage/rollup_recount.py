@@ -36,15 +36,12 @@ from allotment.domain.rollups import (
 )
 from allotment.storage.repositories.base import Repository
 from allotment.storage.rollups import (
+    AGGREGATE_COLUMNS,
     RollupRepository,
     RollupStatus,
     event_data,
     partial_of_row,
     partial_values,
-)
-
-_AGGREGATES_TEXT = (
-    "count, first_time, last_time, last_seq, total, negative_total, minimum, maximum, last_value"
 )
 
 
@@ -113,7 +110,7 @@ class RollupRecount(Repository):
         marks = ", ".join([self._mark] * len(series_ids))
         taken = self.connection.exec_driver_sql(
             f"DELETE FROM usage_deltas WHERE series_id IN ({marks}) "
-            f"RETURNING series_id, minute, {_AGGREGATES_TEXT}",
+            f"RETURNING series_id, minute, {AGGREGATE_COLUMNS}",
             tuple(series_ids),
         ).all()
         self._rollups.upsert(
@@ -130,7 +127,7 @@ class RollupRecount(Repository):
         for finer, level in pairwise(LEVELS):
             bucket = bucket_start(minute, level)
             rows = self.connection.exec_driver_sql(
-                f"SELECT {_AGGREGATES_TEXT} FROM usage_rollups WHERE level = {self._mark} "
+                f"SELECT {AGGREGATE_COLUMNS} FROM usage_rollups WHERE level = {self._mark} "
                 f"AND series_id = {self._mark} AND bucket >= {self._mark} "
                 f"AND bucket < {self._mark}",
                 (int(finer), series_id, bucket, bucket + level.microseconds),
@@ -145,7 +142,7 @@ class RollupRecount(Repository):
         )
         if partial is not None:
             self.connection.exec_driver_sql(
-                f"INSERT INTO usage_rollups (level, series_id, bucket, {_AGGREGATES_TEXT}) "
+                f"INSERT INTO usage_rollups (level, series_id, bucket, {AGGREGATE_COLUMNS}) "
                 f"VALUES ({', '.join([m] * 12)})",
                 (int(level), series_id, bucket, *partial_values(partial, self.dialect == "sqlite")),
             )

@@ -137,7 +137,8 @@ _MERGE_POSTGRES: Final = """
     minimum = least(r.minimum, excluded.minimum),
     maximum = greatest(r.maximum, excluded.maximum)
 """
-_COLUMNS_TEXT: Final = ", ".join(_AGGREGATES)
+AGGREGATE_COLUMNS: Final = ", ".join(_AGGREGATES)
+"""The aggregate columns of roll-ups and deltas, in `partial_of_row` order."""
 
 
 _SET_EXCLUDED: Final = ", ".join(f"{name} = excluded.{name}" for name in _AGGREGATES)
@@ -313,7 +314,7 @@ class RollupRepository(Repository):
     def _insert_deltas(self, rows: list[tuple[Any, ...]]) -> None:
         if self._sqlite:
             self.connection.exec_driver_sql(
-                f"INSERT INTO usage_deltas (series_id, minute, {_COLUMNS_TEXT}) "
+                f"INSERT INTO usage_deltas (series_id, minute, {AGGREGATE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
@@ -355,13 +356,13 @@ class RollupRepository(Repository):
         if self._sqlite:
             taken = self.connection.exec_driver_sql(
                 f"DELETE FROM usage_deltas WHERE id IN (SELECT id FROM usage_deltas ORDER BY id "
-                f"LIMIT ?) RETURNING series_id, minute, {_COLUMNS_TEXT}",
+                f"LIMIT ?) RETURNING series_id, minute, {AGGREGATE_COLUMNS}",
                 (limit,),
             ).all()
         else:
             taken = self.connection.exec_driver_sql(
                 f"DELETE FROM usage_deltas WHERE id IN (SELECT id FROM usage_deltas ORDER BY id "
-                f"LIMIT %s) RETURNING series_id, minute, {_COLUMNS_TEXT}",
+                f"LIMIT %s) RETURNING series_id, minute, {AGGREGATE_COLUMNS}",
                 (limit,),
             ).all()
         if not taken:
@@ -389,7 +390,7 @@ class RollupRepository(Repository):
             self._upsert_sqlite(partials)
             return
         self.connection.exec_driver_sql(
-            f"INSERT INTO usage_rollups AS r (series_id, level, bucket, {_COLUMNS_TEXT}) "
+            f"INSERT INTO usage_rollups AS r (series_id, level, bucket, {AGGREGATE_COLUMNS}) "
             "SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[], "
             "%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], "
             "%s::numeric[], %s::numeric[], %s::numeric[]) "
@@ -419,7 +420,7 @@ class RollupRepository(Repository):
         # In key order (level first), so the writes walk the index instead of jumping about.
         rows = [(*key, *partial_values(merged[key], True)) for key in keys]
         self.connection.exec_driver_sql(
-            f"INSERT INTO usage_rollups (level, series_id, bucket, {_COLUMNS_TEXT}) "
+            f"INSERT INTO usage_rollups (level, series_id, bucket, {AGGREGATE_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             f"ON CONFLICT (level, series_id, bucket) DO UPDATE SET {_SET_EXCLUDED}",
             rows,

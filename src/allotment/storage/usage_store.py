@@ -145,15 +145,15 @@ class UsageStore:
         self.connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MAINTENANCE_LOCK_KEY,))
         VersionRepository(self.connection).hold_meters_for_change()
 
-    def find_event(self, source: str, id_: str) -> tuple[int, StoredEvent] | None:
-        """The stored event named `(source, id)`, with its seq (how the store names it)."""
+    def find_event(self, source: str, id_: str) -> StoredEvent | None:
+        """The stored event named `(source, id)`."""
         return self.events.find(source, id_)
 
-    def set_excluded(self, seq: int, stored: StoredEvent, excluded_at: datetime | None) -> None:
+    def set_excluded(self, stored: StoredEvent, excluded_at: datetime | None) -> None:
         """Exclude the event (or, with None, count it again) in every later read: its roll-up
         buckets are counted again, and the checkpoints it invalidates are dropped. Call after
         `lock_for_correction` in the same transaction."""
-        self.events.set_excluded(seq, excluded_at)
+        self.events.set_excluded(stored.seq, excluded_at)
         event = stored.event
         live = self._raw_meters.list_live_for_event_types([event.type])
         statuses = self.rollups.statuses([meter.id for meter in live])
@@ -162,7 +162,7 @@ class UsageStore:
             for meter in live
             if meter.id in statuses
         ]
-        reading = (event.type, event.subject, to_micros(stored.time), seq, event.data)
+        reading = (event.type, event.subject, to_micros(stored.time), stored.seq, event.data)
         changed = RollupRecount(self.connection, self.rollups).recount(rolled, reading)
         CheckpointRepository(self.connection).delete_for_late_usage(changed)
 

@@ -3,12 +3,13 @@ apply the API's rules (the same domain checks) and keep what was typed when one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from allotment.dashboard.auth import Writer, WriterPage
+from allotment.dashboard.auth import Submission, Writer, WriterPage
 from allotment.dashboard.formatting import input_time, number
 from allotment.dashboard.forms import (
     FormErrors,
@@ -79,24 +80,40 @@ def new_entitlement_page(
 @router.post("/customers/{customer_id}/entitlements/new")
 def create_entitlement(request: Request, submission: Writer, customer_id: CustomerId) -> Response:
     customer = _customer(request, customer_id)
+    return _submit(
+        request,
+        submission,
+        customer,
+        None,
+        lambda wanted: entitlements_service.create_entitlement(
+            context_of(request), CustomerOwner(customer.id), wanted
+        ),
+        lambda made: f"{customer.name} is now entitled to {made.entitlement.feature_key}.",
+    )
+
+
+def _submit(
+    request: Request,
+    submission: Submission,
+    customer: Customer,
+    view: EntitlementView | None,
+    write: Callable[[EntitlementRequest], EntitlementView],
+    flash: Callable[[EntitlementView], str],
+) -> Response:
+    """A create or override form sent: written and back to the customer, or the form again with
+    each error next to its field and what was typed kept."""
     form, errors = submission.form, submission.errors
     entitlement_request = _request(form, errors)
     if entitlement_request is not None and not errors:
         try:
-            view = entitlements_service.create_entitlement(
-                context_of(request), CustomerOwner(customer.id), entitlement_request
-            )
+            made = write(entitlement_request)
         except AllotmentError as error:
             errors.add_error(error, inputs=ENTITLEMENT_INPUTS)
         else:
-            return redirect(
-                request,
-                f"/customers/{customer.id}",
-                flash=f"{customer.name} is now entitled to {view.entitlement.feature_key}.",
-            )
+            return redirect(request, f"/customers/{customer.id}", flash=flash(made))
     chosen = _chosen_type(form.text("type"))
     return _form(
-        request, submission.session, customer, None, chosen, errors, form.values, status_code=400
+        request, submission.session, customer, view, chosen, errors, form.values, status_code=400
     )
 
 
@@ -123,24 +140,15 @@ def override_entitlement(
     customer = _customer(request, customer_id)
     owner = CustomerOwner(customer.id)
     view = entitlements_service.get_entitlement(context_of(request), owner, entitlement_id)
-    form, errors = submission.form, submission.errors
-    entitlement_request = _request(form, errors)
-    if entitlement_request is not None and not errors:
-        try:
-            new = entitlements_service.override_entitlement(
-                context_of(request), owner, view.entitlement.id, entitlement_request
-            )
-        except AllotmentError as error:
-            errors.add_error(error, inputs=ENTITLEMENT_INPUTS)
-        else:
-            return redirect(
-                request,
-                f"/customers/{customer.id}",
-                flash=f"The entitlement to {new.entitlement.feature_key} was overridden.",
-            )
-    chosen = _chosen_type(form.text("type"))
-    return _form(
-        request, submission.session, customer, view, chosen, errors, form.values, status_code=400
+    return _submit(
+        request,
+        submission,
+        customer,
+        view,
+        lambda wanted: entitlements_service.override_entitlement(
+            context_of(request), owner, view.entitlement.id, wanted
+        ),
+        lambda made: f"The entitlement to {made.entitlement.feature_key} was overridden.",
     )
 
 

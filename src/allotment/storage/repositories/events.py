@@ -188,12 +188,12 @@ class EventRepository(Repository):
         stored = self.connection.exec_driver_sql(_POSTGRES_INSERT)
         return sorted((first_index[(source, id_)], int(seq)) for seq, source, id_ in stored)
 
-    def find(self, source: str, id_: str) -> tuple[int, StoredEvent] | None:
-        """The event stored under `(source, id)` and its seq, or None."""
+    def find(self, source: str, id_: str) -> StoredEvent | None:
+        """The event stored under `(source, id)`, or None."""
         row = self.connection.execute(
             select(events).where(events.c.source == source, events.c.id == id_)
         ).first()
-        return None if row is None else (int(row.seq), _to_stored(row))
+        return None if row is None else _to_stored(row)
 
     def set_excluded(self, seq: int, excluded_at: datetime | None) -> None:
         self.connection.execute(
