@@ -20,6 +20,7 @@ from sqlalchemy import event
 
 from allotment.api.app import create_app
 from allotment.services.context import ServiceContext
+from allotment.services.maintenance import run_until_idle
 from allotment.settings import Settings
 from tests.api.helpers import send_usage, setup_catalogue
 
@@ -90,6 +91,22 @@ def _entitled(client: TestClient, customer: str, features: list[str]) -> None:
             assert client.post(path, json=grant).status_code == 201
 
 
+def _metered_features(client: TestClient, count: int) -> list[str]:
+    """`count` features of one SUM meter of `prompt` events' tokens."""
+    meter = {
+        "slug": "tokens",
+        "eventType": "prompt",
+        "aggregation": "SUM",
+        "valueProperty": "$.tokens",
+    }
+    assert client.post("/api/v1/meters", json=meter).is_success
+    features = [f"feature_{n}" for n in range(count)]
+    for key in features:
+        body = {"key": key, "name": key, "meterSlug": "tokens"}
+        assert client.post("/api/v1/features", json=body).is_success
+    return features
+
+
 def test_a_value_read_is_one_statement_outside_any_transaction(
     quiet_client: TestClient, statements: Statements
 ) -> None:
@@ -144,17 +161,7 @@ def test_a_value_read_is_one_statement_outside_any_transaction(
 def test_customer_access_for_many_features_is_one_statement(
     quiet_client: TestClient, statements: Statements
 ) -> None:
-    meter = {
-        "slug": "tokens",
-        "eventType": "prompt",
-        "aggregation": "SUM",
-        "valueProperty": "$.tokens",
-    }
-    assert quiet_client.post("/api/v1/meters", json=meter).is_success
-    features = [f"feature_{n}" for n in range(12)]
-    for key in features:
-        body = {"key": key, "name": key, "meterSlug": "tokens"}
-        assert quiet_client.post("/api/v1/features", json=body).is_success
+    features = _metered_features(quiet_client, 12)
     assert quiet_client.post("/api/v1/features", json={"key": "sso", "name": "SSO"}).is_success
     _entitled(quiet_client, "acme", features)
     assert quiet_client.post(
@@ -171,3 +178,29 @@ def test_customer_access_for_many_features_is_one_statement(
     assert again == first
     assert statements.count() == 1, statements.sql
     assert statements.in_transaction == [False]
+
+
+def test_customer_access_adopts_the_checkpoints_maintenance_saved_and_stops_asking(
+    quiet_client: TestClient, context: ServiceContext, statements: Statements
+) -> None:
+    """A read that starts far back asks maintenance for checkpoints; once they are saved, the
+    next read of the customer notices (in its one statement), starts from them, and asks no
+    more. A customer's access read once kept asking forever: maintenance saved checkpoints of
+    all its entitlements every few seconds, which a read of many features never picked up."""
+    features = _metered_features(quiet_client, 3)
+    _entitled(quiet_client, "acme", features)
+    send_usage(quiet_client, 7, "2024-01-10T10:00:00Z")
+    path = "/api/v1/customers/acme/access"
+    first = quiet_client.get(path).json()["entitlements"]
+    assert run_until_idle(context).checkpoints == len(features)  # the first read asked
+
+    statements.on = True
+    statements.reset()
+    assert quiet_client.get(path).json()["entitlements"] == first
+    # The read, then the newer checkpoints loaded for the reads after it.
+    assert statements.count() == 2, statements.sql
+    for _ in range(2):
+        statements.reset()
+        assert quiet_client.get(path).json()["entitlements"] == first
+        assert statements.count() == 1, statements.sql
+    assert context.caches.take_checkpoint_requests() == []

@@ -16,7 +16,7 @@ def _shape(entitlements: int) -> ReadShape:
     return ReadShape.of(
         customer_id="c1",
         checkpoints=[True] * entitlements,
-        with_newest=False,
+        newer_checks=0,
         scopes=[(m, 1, None) for m in meters],
     )
 

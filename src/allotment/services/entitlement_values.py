@@ -152,7 +152,7 @@ def _read(
     cached = caches.definitions(key)
     if cached is not None:
         with context.database.single_statement() as uow:
-            read = _evaluate(uow, cached, t)
+            read = _evaluate(uow, cached, t, probe_newer=now - t <= CHECKPOINT_AGE)
         if read.current:
             if read.newer_checkpoint:
                 # Maintenance saved a newer checkpoint: later reads start from it.
@@ -214,8 +214,12 @@ def _choose(
     return NO_ACCESS
 
 
-def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
-    """Every candidate's value at `t`, in one statement when the meters' roll-ups are ready."""
+def _evaluate(
+    uow: UnitOfWork, definitions: Definitions, t: datetime, *, probe_newer: bool = False
+) -> _Read:
+    """Every candidate's value at `t`, in one statement when the meters' roll-ups are ready.
+    With `probe_newer` (reads of the present, the ones that ask for checkpoints), the statement
+    also says whether maintenance has saved a newer checkpoint for any of them since."""
     values: dict[str, EntitlementValue] = {}
     requests: list[UsageRequest] = []
     runs: list[tuple[Entitlement, _Metered, EngineState | None, list[UsageWindow]]] = []
@@ -244,14 +248,19 @@ def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
                     metered.rollups,
                 )
             )
-    single = runs[0][0].id if len(runs) == 1 else None
     probe = Probe(
         customer_id=definitions.customer.id if definitions.customer else None,
         checkpoints=tuple(
             (entitlement.id, start) if start is not None else None
             for entitlement, _metered, start, _windows in runs
         ),
-        newest_for=(single, t) if single is not None else None,
+        newer_than=tuple(
+            (entitlement.id, start.at if start is not None else None)
+            for entitlement, _metered, start, _windows in runs
+        )
+        if probe_newer
+        else (),
+        at=t,
     )
     result, usage = uow.usage_store.read(probe, requests)
     current = (
@@ -259,17 +268,12 @@ def _evaluate(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Read:
         and result.customer_revision == definitions.customer_revision
         and result.checkpoint_valid
     )
-    newer = False
     for (entitlement, metered, start, windows), found in zip(runs, usage, strict=True):
         inputs = metered.inputs
         by_window = dict(zip(windows, found, strict=True))
         value, _run = metered_value(inputs.terms, inputs.grants, t, by_window, start_state=start)
         values[entitlement.id] = value
-        if result.newest_checkpoint is not None and (
-            start is None or result.newest_checkpoint > start.at
-        ):
-            newer = True
-    return _Read(values, current, newer)
+    return _Read(values, current, result.newer_checkpoint)
 
 
 def _usable(

@@ -9,7 +9,8 @@ on the instants or windows, so it is built with SQLAlchemy once per shape, compi
 The statement is a UNION ALL of row kinds with the same columns:
 
 - `kind 0`, one row: the catalog version, the customer's revision, whether the checkpoint still
-  exists with no usage before it waiting in the deltas, and the newest checkpoint's instant;
+  exists with no usage before it waiting in the deltas, and whether maintenance saved a newer
+  checkpoint than the one a read started from (so its cached definitions are refreshed);
 - `kind 1`, one row per range with usage: the merged partial of its buckets and deltas;
 - `kind 2`, one row per range of a UNIQUE_COUNT meter: the count of distinct values.
 """
@@ -37,6 +38,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     type_coerce,
     union_all,
@@ -81,7 +83,8 @@ class ReadShape:
     with_customer: bool
     checkpoints: tuple[bool, ...]
     """Per entitlement: whether the read starts from a checkpoint the statement must check."""
-    with_newest: bool
+    newer_checks: int
+    """How many entitlements the statement asks "is there a newer checkpoint?" for."""
     series: tuple[SeriesShape, ...]
 
     @classmethod
@@ -90,13 +93,13 @@ class ReadShape:
         *,
         customer_id: str | None,
         checkpoints: Sequence[bool],
-        with_newest: bool,
+        newer_checks: int,
         scopes: Sequence[tuple[Meter, int, Mapping[str, StringFilter] | None]],
     ) -> ReadShape:
         return cls(
             with_customer=customer_id is not None,
             checkpoints=tuple(checkpoints),
-            with_newest=with_newest,
+            newer_checks=newer_checks,
             series=tuple(
                 SeriesShape(
                     meter.id,
@@ -265,16 +268,21 @@ def _stamps(
             .scalar_subquery()
         )
     at = type_coerce(balance_checkpoints.c.at, BigInteger)
-    newest: ColumnElement[Any] = literal(None, BigInteger)
-    if shape.with_newest:
-        newest = (
-            select(func.max(at))
+    newer: ColumnElement[Any] = literal(0, BigInteger)
+    if shape.newer_checks:
+        read_at = bindparam("read_at", value=None, type_=BigInteger)
+        saved = [
+            select(balance_checkpoints.c.entitlement_id)
             .where(
-                balance_checkpoints.c.entitlement_id == bindparam("read_newest_for", value=None),
-                at <= bindparam("read_at", value=None, type_=BigInteger),
+                balance_checkpoints.c.entitlement_id
+                == bindparam(f"read_newer_of_{number}", value=None),
+                at > bindparam(f"read_newer_after_{number}", value=None, type_=BigInteger),
+                at <= read_at,
             )
-            .scalar_subquery()
-        )
+            .exists()
+            for number in range(shape.newer_checks)
+        ]
+        newer = case((or_(*saved), 1), else_=0)
     checks: list[ColumnElement[bool]] = []
     for number, checked in enumerate(shape.checkpoints):
         if not checked:
@@ -318,7 +326,7 @@ def _stamps(
         catalog.label("a"),
         revision.label("b"),
         valid.label("c"),
-        newest.label("d"),
+        newer.label("d"),
         *_null_amounts(),
     )
 

@@ -208,8 +208,10 @@ class Probe:
     customer_id: str | None
     checkpoints: tuple[tuple[str, EngineState] | None, ...] = ()
     """Per request: `(entitlement id, checkpoint)` its run starts from, or None."""
-    newest_for: tuple[str, datetime] | None = None
-    """`(entitlement id, read instant)`: also report its newest checkpoint up to then."""
+    newer_than: tuple[tuple[str, datetime | None], ...] = ()
+    """`(entitlement id, instant its run starts from or None)`: also report whether any of
+    them has a checkpoint saved after that instant, at or before `at`."""
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,8 @@ class ProbeResult:
     customer_revision: int | None
     checkpoint_valid: bool
     """Every probed checkpoint still exists and no usage before it waits in the deltas."""
-    newest_checkpoint: datetime | None
-    """The entitlement's latest checkpoint at or before `read_at`."""
+    newer_checkpoint: bool
+    """One of `newer_than` has a newer checkpoint, at or before the probe's `at`."""
 
 
 @dataclass(frozen=True)
@@ -272,16 +274,19 @@ class RollupReader(Repository):
         shape = hot_read.ReadShape.of(
             customer_id=probe.customer_id,
             checkpoints=[c is not None for c in checkpoints],
-            with_newest=probe.newest_for is not None,
+            newer_checks=len(probe.newer_than),
             scopes=[
                 (r.scope.meter, r.scope.generation, r.scope.advanced_filters) for r in requests
             ],
         )
         statement = hot_read.prepared(self.connection.dialect, shape)
         values: dict[str, Any] = {"read_customer": probe.customer_id}
-        if probe.newest_for is not None:
-            values["read_newest_for"] = probe.newest_for[0]
-            values["read_at"] = to_micros(probe.newest_for[1])
+        if probe.newer_than:
+            assert probe.at is not None  # newer than what, up to when
+            values["read_at"] = to_micros(probe.at)
+            for number, (entitlement_id, after) in enumerate(probe.newer_than):
+                values[f"read_newer_of_{number}"] = entitlement_id
+                values[f"read_newer_after_{number}"] = -1 if after is None else to_micros(after)
         for number, checkpoint in enumerate(checkpoints):
             if checkpoint is not None:
                 values[f"read_checkpoint_of_{number}"] = checkpoint[0]
@@ -298,7 +303,7 @@ class RollupReader(Repository):
             catalog_version=int(stamps[2] or 0),
             customer_revision=None if stamps[3] is None else int(stamps[3]),
             checkpoint_valid=bool(stamps[4]),
-            newest_checkpoint=None if stamps[5] is None else from_micros(int(stamps[5])),
+            newer_checkpoint=bool(stamps[5]),
         )
         found_partials = {
             int(r[1]): partial_of_row(r[2:]) for r in rows if r[0] == hot_read.KIND_PARTIALS
