@@ -97,12 +97,6 @@ class SeriesScope:
     """Group-by key -> filter its value must pass."""
 
 
-def _group_value(dialect_name: str, key: str) -> ColumnElement[Any]:
-    if dialect_name == "postgresql":
-        return usage_series.c.group_values.op("->>", return_type=Text)(literal(key, Text))
-    return func.json_extract(usage_series.c.group_values, literal(f'$."{key}"', Text), type_=Text)
-
-
 def series_conditions(
     dialect: MeterDialect,
     dialect_name: str,
@@ -121,9 +115,11 @@ def series_conditions(
     if subjects is not None:
         conditions.append(usage_series.c.subject.in_(list(subjects)))
     for key, accepted in (group_filters or {}).items():
-        conditions.append(_group_value(dialect_name, key).in_(list(accepted)))
+        conditions.append(hot_read.group_value(dialect_name, key).in_(list(accepted)))
     for key, condition in (advanced_filters or {}).items():
-        conditions.append(filter_condition(dialect, _group_value(dialect_name, key), condition))
+        conditions.append(
+            filter_condition(dialect, hot_read.group_value(dialect_name, key), condition)
+        )
     return conditions
 
 
@@ -287,14 +283,19 @@ class RollupReader(Repository):
             for number, (entitlement_id, after) in enumerate(probe.newer_than):
                 values[f"read_newer_of_{number}"] = entitlement_id
                 values[f"read_newer_after_{number}"] = -1 if after is None else to_micros(after)
+        checked: list[tuple[int, int, int, int, int]] = []
         for number, checkpoint in enumerate(checkpoints):
             if checkpoint is not None:
+                checked.append((number, number, 0, 0, to_micros(checkpoint[1].at)))
                 values[f"read_checkpoint_of_{number}"] = checkpoint[0]
                 values[f"read_checkpoint_at_{number}"] = to_micros(checkpoint[1].at)
                 values[f"read_checkpoint_state_{number}"] = state_to_text(checkpoint[1])
         for number, request in enumerate(requests):
             subjects = request.scope.subjects or ()
             values.update(hot_read.subjects_parameter(self.dialect, number, subjects))
+        every_subject = [s for r in requests for s in r.scope.subjects or ()]
+        values.update(hot_read.all_subjects_parameter(self.dialect, every_subject))
+        values.update(hot_read.rows_parameters(self.dialect, "read_checked", checked))
         values.update(hot_read.rows_parameters(self.dialect, "read_pieces", pieces))
         values.update(hot_read.rows_parameters(self.dialect, "read_ranges", ranges))
         rows = self.connection.exec_driver_sql(statement.sql, statement.parameters(values)).all()
@@ -650,7 +651,7 @@ class _Keyer:
         if self.by_subject:
             columns.append(usage_series.c.subject.label("subject"))
         for index, key in enumerate(self.keys):
-            columns.append(_group_value(self.dialect_name, key).label(f"group_{index}"))
+            columns.append(hot_read.group_value(self.dialect_name, key).label(f"group_{index}"))
         return columns
 
     def split(self, key: tuple[Any, ...]) -> tuple[int | None, str | None, tuple[Any, ...]]:
