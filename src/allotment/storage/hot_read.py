@@ -345,8 +345,8 @@ def _stamps(
         # features: 10,000 unions, most of a second to prepare).
         before = _rows_table(dialect_name, "read_checked")
         late = select(usage_deltas.c.id).select_from(
-            _InOrder(
-                _InOrder(before, series, series.c.scope == before.c.scope),
+            InOrder(
+                InOrder(before, series, series.c.scope == before.c.scope),
                 usage_deltas,
                 and_(
                     usage_deltas.c.series_id == series.c.series_id,
@@ -370,7 +370,7 @@ def _stamps(
     )
 
 
-class _InOrder(Join):
+class InOrder(Join):
     """An inner join whose left side is the outer loop. SQLite reorders joins by its own cost
     guesses (it has no statistics unless ANALYZE ran), and for a read with many entitlements
     it put the roll-ups outermost, seeking them by level alone: 1.8 s instead of milliseconds
@@ -383,14 +383,14 @@ class _InOrder(Join):
         super().__init__(left, right, onclause)
 
 
-@compiles(_InOrder)
-def _plain_join(join: _InOrder, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(InOrder)
+def _plain_join(join: InOrder, compiler: SQLCompiler, **kw: Any) -> str:
     text: str = compiler.visit_join(join, **kw)  # type: ignore[no-untyped-call]
     return text
 
 
-@compiles(_InOrder, "sqlite")
-def _sqlite_join_in_order(join: _InOrder, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(InOrder, "sqlite")
+def _sqlite_join_in_order(join: InOrder, compiler: SQLCompiler, **kw: Any) -> str:
     kw.pop("asfrom", None)
     left = join.left._compiler_dispatch(compiler, asfrom=True, **kw)
     right = join.right._compiler_dispatch(compiler, asfrom=True, **kw)
@@ -404,8 +404,8 @@ def _partials(
 ) -> Select[Any]:
     # Each piece, its entitlement's series, then their buckets by the roll-ups' key.
     rollups = select(pieces.c.range_index, *_aggregates(usage_rollups)).select_from(
-        _InOrder(
-            _InOrder(pieces, series, series.c.scope == pieces.c.scope),
+        InOrder(
+            InOrder(pieces, series, series.c.scope == pieces.c.scope),
             usage_rollups,
             and_(
                 usage_rollups.c.level == pieces.c.level,
@@ -416,8 +416,8 @@ def _partials(
         )
     )
     deltas = select(ranges.c.range_index, *_aggregates(usage_deltas)).select_from(
-        _InOrder(
-            _InOrder(ranges, series, series.c.scope == ranges.c.scope),
+        InOrder(
+            InOrder(ranges, series, series.c.scope == ranges.c.scope),
             usage_deltas,
             and_(
                 usage_deltas.c.series_id == series.c.series_id,
@@ -456,8 +456,8 @@ def _distinct(pieces: Subquery, series: CTE) -> Select[Any]:
             *_null_amounts(),
         )
         .select_from(
-            _InOrder(
-                _InOrder(pieces, series, series.c.scope == pieces.c.scope),
+            InOrder(
+                InOrder(pieces, series, series.c.scope == pieces.c.scope),
                 usage_distinct,
                 and_(
                     usage_distinct.c.level == pieces.c.level,
