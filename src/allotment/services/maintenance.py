@@ -205,6 +205,16 @@ EVALUATION_PACE = 9
 """How much longer than its last round the notification evaluator rests: light load (rounds
 of milliseconds) is still evaluated within a fraction of a second, heavy ingest pays at most
 about a tenth of a thread for it, at the price of later deliveries while it lasts."""
+WRITES_PAUSED = 0.5
+"""A rest ends early once nothing new was queued for this many seconds, by any process: it is
+there to coalesce heavy ingest, and after a burst it would only hold back the next crossing (by
+up to nine times the burst's last round). Longer than the gap between two commits of a busy
+SQLite writer (1,000-event batches from several senders commit every 0.1 to 0.3 s)."""
+
+
+def newest_queued(context: ServiceContext) -> int | None:
+    with context.database.single_statement() as uow:
+        return uow.outbox.newest_pending()
 
 
 class MaintenanceWorker:
@@ -225,6 +235,9 @@ class MaintenanceWorker:
         `EVALUATION_PACE` times t more: it takes at most a tenth of this thread's time, so heavy
         ingest coalesces into fewer, larger rounds instead of losing throughput to them (with
         t more, ingest lost a third of its throughput on two cores once rules existed)."""
+        self._newest_seen: int | None = None
+        self._newest_since = 0.0
+        """The newest queued item seen while resting, and since when (time.monotonic)."""
         self._interval = interval.total_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -241,13 +254,25 @@ class MaintenanceWorker:
 
     def _round(self) -> MaintenanceReport:
         started = time.monotonic()
-        evaluate = self._render is not None and started >= self._evaluate_after
+        evaluate = self._render is not None and (
+            started >= self._evaluate_after or self._writes_paused(started)
+        )
         self._skipped = self._render is not None and not evaluate
         report = run_once(self._context, self._render if evaluate else None)
         if evaluate:
             finished = time.monotonic()
             self._evaluate_after = finished + EVALUATION_PACE * (finished - started)
         return report
+
+    def _writes_paused(self, now: float) -> bool:
+        """Whether the queue got nothing new for `WRITES_PAUSED` seconds (empty: nothing to
+        coalesce)."""
+        newest = newest_queued(self._context)
+        if newest is None:
+            return True
+        if newest != self._newest_seen:
+            self._newest_seen, self._newest_since = newest, now
+        return now - self._newest_since >= WRITES_PAUSED
 
     def _loop(self) -> None:
         wake = self._context.caches.maintenance_wanted
@@ -272,7 +297,10 @@ class MaintenanceWorker:
                 paused = False
             if report.did_work:
                 continue
-            # An evaluation skipped this round is due soon: wait no longer than that.
+            # An evaluation skipped this round is due soon, or as soon as writes pause: wait
+            # no longer than either.
             due = self._evaluate_after - time.monotonic() if self._skipped else 0.0
+            if due > 0:
+                due = min(due, WRITES_PAUSED / 4)
             wake.wait(min(self._interval, due) if due > 0 else self._interval)
             wake.clear()

@@ -301,6 +301,13 @@ class OutboxRepository(Repository):
             entitlement_ids={row.entitlement_id for row in rows if row.entitlement_id is not None},
         )
 
+    def newest_pending(self) -> int | None:
+        """The id of the newest queued item (None: the queue is empty); ids only grow."""
+        newest: int | None = self.connection.execute(
+            select(func.max(notification_pending.c.id))
+        ).scalar_one_or_none()
+        return newest
+
     def done(self, pending_ids: Sequence[int]) -> None:
         if pending_ids:
             self.connection.execute(
@@ -355,6 +362,25 @@ class OutboxRepository(Repository):
             )
         ).scalar_one_or_none()
         return start
+
+    def periods_of(
+        self, entitlement_ids: Sequence[str]
+    ) -> dict[str, dict[str, tuple[datetime, datetime | None]]]:
+        """Entitlement -> rule -> the usage period last evaluated, for several entitlements."""
+        found: dict[str, dict[str, tuple[datetime, datetime | None]]] = {}
+        if not entitlement_ids:
+            return found
+        rows = self.connection.execute(
+            select(notification_periods).where(
+                notification_periods.c.entitlement_id.in_(sorted(set(entitlement_ids)))
+            )
+        )
+        for row in rows:
+            found.setdefault(row.entitlement_id, {})[row.rule_id] = (
+                row.period_start,
+                row.period_end,
+            )
+        return found
 
     def set_period(
         self, rule_id: str, entitlement_id: str, start: datetime, end: datetime | None
