@@ -205,16 +205,16 @@ EVALUATION_PACE = 9
 """How much longer than its last round the notification evaluator rests: light load (rounds
 of milliseconds) is still evaluated within a fraction of a second, heavy ingest pays at most
 about a tenth of a thread for it, at the price of later deliveries while it lasts."""
-WRITES_PAUSED = 0.5
-"""A rest ends early once nothing new was queued for this many seconds, by any process: it is
-there to coalesce heavy ingest, and after a burst it would only hold back the next crossing (by
-up to nine times the burst's last round). Longer than the gap between two commits of a busy
-SQLite writer (1,000-event batches from several senders commit every 0.1 to 0.3 s)."""
+FEW_QUEUED = 50
+"""A rest ends early while at most this many items are queued: it is there to coalesce heavy
+ingest (a batch of 1,000 events queues hundreds of subjects), and evaluating a few customers
+costs little, so after a burst the next crossing waits no rest (the burst's last round of t
+seconds made it wait up to 9 t, 17 s in bench N2)."""
 
 
-def newest_queued(context: ServiceContext) -> int | None:
+def few_queued(context: ServiceContext) -> bool:
     with context.database.single_statement() as uow:
-        return uow.outbox.newest_pending()
+        return uow.outbox.count_pending(FEW_QUEUED + 1) <= FEW_QUEUED
 
 
 class MaintenanceWorker:
@@ -235,9 +235,6 @@ class MaintenanceWorker:
         `EVALUATION_PACE` times t more: it takes at most a tenth of this thread's time, so heavy
         ingest coalesces into fewer, larger rounds instead of losing throughput to them (with
         t more, ingest lost a third of its throughput on two cores once rules existed)."""
-        self._newest_seen: int | None = None
-        self._newest_since = 0.0
-        """The newest queued item seen while resting, and since when (time.monotonic)."""
         self._interval = interval.total_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -255,24 +252,18 @@ class MaintenanceWorker:
     def _round(self) -> MaintenanceReport:
         started = time.monotonic()
         evaluate = self._render is not None and (
-            started >= self._evaluate_after or self._writes_paused(started)
+            started >= self._evaluate_after or few_queued(self._context)
         )
         self._skipped = self._render is not None and not evaluate
         report = run_once(self._context, self._render if evaluate else None)
         if evaluate:
             finished = time.monotonic()
-            self._evaluate_after = finished + EVALUATION_PACE * (finished - started)
+            # A round of a few items leaves a heavy round's rest in force (max): else the
+            # moment the queue is empty after each round under heavy ingest would end it.
+            self._evaluate_after = max(
+                self._evaluate_after, finished + EVALUATION_PACE * (finished - started)
+            )
         return report
-
-    def _writes_paused(self, now: float) -> bool:
-        """Whether the queue got nothing new for `WRITES_PAUSED` seconds (empty: nothing to
-        coalesce)."""
-        newest = newest_queued(self._context)
-        if newest is None:
-            return True
-        if newest != self._newest_seen:
-            self._newest_seen, self._newest_since = newest, now
-        return now - self._newest_since >= WRITES_PAUSED
 
     def _loop(self) -> None:
         wake = self._context.caches.maintenance_wanted
@@ -297,10 +288,9 @@ class MaintenanceWorker:
                 paused = False
             if report.did_work:
                 continue
-            # An evaluation skipped this round is due soon, or as soon as writes pause: wait
-            # no longer than either.
+            # An evaluation skipped this round is due soon: wait no longer than that. (A write
+            # that queues items wakes this thread, so a rest that few items would end is
+            # looked at again then.)
             due = self._evaluate_after - time.monotonic() if self._skipped else 0.0
-            if due > 0:
-                due = min(due, WRITES_PAUSED / 4)
             wake.wait(min(self._interval, due) if due > 0 else self._interval)
             wake.clear()

@@ -43,6 +43,9 @@ from allotment.storage.repositories.outbox import NewEvent, Pending
 PENDING_CHUNK = 5_000
 """Queued items one evaluator round takes: under heavy ingest the queue grows while a round
 runs, and the next round evaluates each entitlement once however often it was queued."""
+EVALUATOR_TURN = "notification-evaluator"
+"""One evaluator at a time across processes: two would read the same queue and every value in
+it twice (the fired keys kept that from notifying twice, not from costing twice)."""
 RESET_KEY = "reset"
 """The fired key of a reset rule: once per rule, entitlement and new period."""
 
@@ -104,8 +107,18 @@ def evaluate_pending(
     definitions, one statement per customer), and the outcome written in a short transaction,
     so the evaluation never holds SQLite's write lock (ingest's) for long. A change that lands
     in between is queued and evaluated in the next round; the fired keys keep a threshold that
-    two rounds both saw crossed from being notified twice.
+    two rounds both saw crossed from being notified twice. While another process evaluates,
+    this returns at once.
     """
+    with context.database.turn(EVALUATOR_TURN) as mine:
+        if not mine:
+            return EvaluationReport()  # another process is at it: it takes the queue
+        return _evaluate_round(context, render, limit)
+
+
+def _evaluate_round(
+    context: ServiceContext, render: PayloadRenderer, limit: int
+) -> EvaluationReport:
     now = context.clock()
     with context.database.unit_of_work() as uow:
         pending = uow.outbox.take_pending(limit)
@@ -116,7 +129,7 @@ def evaluate_pending(
     plan = _Plan(pending_ids=pending.ids, ended=ended)
     for customer_id, group in _by_customer(watched).items():
         try:
-            values = customer_access(context, customer_id, now)
+            values = customer_access(context, customer_id, now, ask_for_checkpoints=False)
         except NotFound:
             continue  # deleted since: nothing to tell
         for item in group:

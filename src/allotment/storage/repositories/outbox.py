@@ -301,12 +301,10 @@ class OutboxRepository(Repository):
             entitlement_ids={row.entitlement_id for row in rows if row.entitlement_id is not None},
         )
 
-    def newest_pending(self) -> int | None:
-        """The id of the newest queued item (None: the queue is empty); ids only grow."""
-        newest: int | None = self.connection.execute(
-            select(func.max(notification_pending.c.id))
-        ).scalar_one_or_none()
-        return newest
+    def count_pending(self, at_most: int) -> int:
+        """How many items are queued, counted up to `at_most`."""
+        queued = select(notification_pending.c.id).limit(at_most).subquery()
+        return int(self.connection.execute(select(func.count()).select_from(queued)).scalar_one())
 
     def done(self, pending_ids: Sequence[int]) -> None:
         if pending_ids:
