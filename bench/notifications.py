@@ -11,7 +11,7 @@ a crossing reaches a healthy receiver. Run on the population server after B6's p
 - **N2**: for K customers one after another, one event that crosses a `usage_value` threshold
   above each one's usage; from the event's 2xx to the webhook's arrival, p99 and p50. Each
   payload's `data.value` must be exactly the customer's value after that event.
-- **N3**: the check at 1 client with the rules active against all disabled, interleaved.
+- **N3**: the check at 1 client with the rules active against all disabled, interleaved as N1.
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def measure_n3(
 ) -> None:
     checks, values = suite.population_checks(ctx, expectations, ranks)
     latencies: dict[str, list[float]] = {"A": [], "B": []}
-    for i, mode in enumerate("ABBA"):
+    for i, mode in enumerate(MODES):
         for rule in rules:
             rule.enable(mode == "B")
         server.wait_quiet()
