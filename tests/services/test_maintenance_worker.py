@@ -69,3 +69,15 @@ def test_a_rest_ends_early_for_a_few_queued_items_but_not_for_many(
         assert uow.outbox.count_pending(10) == 0
     # The burst's rest still holds for what comes next in bulk.
     assert worker._evaluate_after >= rest_until
+
+
+def test_a_rest_ends_once_nothing_new_was_queued_for_a_while(context: ServiceContext) -> None:
+    worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
+    _queue(context, maintenance.FEW_QUEUED + 1)
+    t0 = 1000.0
+    assert not worker._rest_over(t0)
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED / 2)
+    _queue(context, 1)  # still writing: the pause starts again
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED)
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED * 1.5)
+    assert worker._rest_over(t0 + maintenance.WRITES_PAUSED * 2)

@@ -306,6 +306,17 @@ class OutboxRepository(Repository):
         queued = select(notification_pending.c.id).limit(at_most).subquery()
         return int(self.connection.execute(select(func.count()).select_from(queued)).scalar_one())
 
+    def newest_pending(self) -> tuple[int, datetime] | None:
+        """The newest queued item's id and time (None: the queue is empty). Together they
+        change with every write that queues something (SQLite may give an emptied queue's ids
+        out again, not with the same time)."""
+        row = self.connection.execute(
+            select(notification_pending.c.id, notification_pending.c.created_at)
+            .order_by(notification_pending.c.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (row.id, row.created_at)
+
     def done(self, pending_ids: Sequence[int]) -> None:
         if pending_ids:
             self.connection.execute(
