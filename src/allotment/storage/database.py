@@ -120,7 +120,8 @@ class Database:
             with sqlite_turn(self._path, name) as held:
                 yield held
         else:
-            with postgres_turn(self.engine, name) as held:
+            seconds = self.options.statement_timeout + 2.0
+            with postgres_turn(self.engine, name, self.deadlines, seconds) as held:
                 yield held
 
     def unavailable(self, error: BaseException) -> Unavailable | None:

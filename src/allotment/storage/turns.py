@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from allotment.storage.deadlines import Deadlines
+
 
 def _key(name: str) -> int:
     """A stable advisory lock key per name (bigint), apart from storage/rollups.py's."""
@@ -41,15 +43,23 @@ def sqlite_turn(database_path: str | None, name: str) -> Iterator[bool]:
 
 
 @contextmanager
-def postgres_turn(engine: Engine, name: str) -> Iterator[bool]:
+def postgres_turn(
+    engine: Engine, name: str, deadlines: Deadlines, seconds: float
+) -> Iterator[bool]:
     key = _key(name)
     with engine.connect() as connection:
-        held = bool(connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar())
-        # The lock is the session's: no transaction stays open (and holds back vacuum) for it.
-        connection.commit()
+        # The backstop for a server that stopped answering, as every unit has (deadlines.py).
+        raw = connection.connection.dbapi_connection
+        with deadlines.watching(raw, seconds):
+            held = bool(
+                connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
+            )
+            # The lock is the session's: no transaction stays open (and holds back vacuum).
+            connection.commit()
         try:
             yield held
         finally:
             if held:
-                connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
-                connection.commit()
+                with deadlines.watching(raw, seconds):
+                    connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+                    connection.commit()
