@@ -1,6 +1,7 @@
-"""`python -m bench [--scale quick|full] [--databases sqlite,postgres] [--workers N]`: B1 to B7 of
-issue 11; one line per figure, results as JSON under bench/results/. Exits 1 when any answer
-was wrong (speed without exactness is worthless), 0 otherwise, targets met or not."""
+"""`python -m bench [--scale quick|full] [--databases sqlite,postgres] [--workers N]
+[--only B1,N]`: B1 to B7 of issue 11 and N1 to N3 of issue 14; one line per figure, results as
+JSON under bench/results/. Exits 1 when any answer was wrong (speed without exactness is
+worthless), 0 otherwise, targets met or not."""
 
 from __future__ import annotations
 
@@ -75,9 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "2")))
     parser.add_argument("--rebuild", action="store_true", help="build the data sets again")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated figures or prefixes to measure (e.g. B1,N); all by default",
+    )
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    only = tuple(f.strip() for f in args.only.split(",") if f.strip())
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         data = dataset.load_or_build(kind, scale, rebuild=args.rebuild, log=log)
         with tempfile.TemporaryDirectory(prefix="allotment-bench-") as work:
-            ctx = Context(data, args.workers, Path(work), mismatches, log)
+            ctx = Context(data, args.workers, Path(work), mismatches, log, only=only)
             log(f"-- {kind}")
             try:
                 run_database(ctx)

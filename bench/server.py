@@ -109,9 +109,19 @@ class Server:
         return "the server's log ends:\n  " + "\n  ".join(tail)
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        return self.send("GET", path, headers=headers)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One request on a new connection; status 0 when the server could not be reached."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         try:
-            connection.request("GET", path, headers=headers or {})
+            connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
             return response.status, response.read()
         except OSError:

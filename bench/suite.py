@@ -2,7 +2,8 @@
 
 Order within a database (each server on a fresh copy of a data set template):
   population copy: warm-up, idle memory, B2 (saturation, then fixed rate), B7, B4 (read only),
-                   B5 (writes into the heaviest customer), B1 (writes), B6 peak memory;
+                   B5 (writes into the heaviest customer), B1 (writes), B6 peak memory,
+                   N1-N3 (notification rules, bench/notifications.py);
   history copy:    B3 (the same check with `small_events` and with `whale_events`);
   stage copy:      B2 saturation and a B1-sized ingest again, for B6's growth.
 """
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from math import inf
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -49,6 +51,11 @@ class Context:
     figures: list[Figure] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: f"{os.getpid()}_{int(time.time()) % 100000}")
+    only: tuple[str, ...] = ()
+    """Figure ids (or their prefixes, "B1", "N") to measure; all when empty."""
+
+    def wants(self, *figures: str) -> bool:
+        return not self.only or any(f.startswith(p) for f in figures for p in self.only)
 
     @property
     def kind(self) -> str:
@@ -189,48 +196,59 @@ def population_run(ctx: Context) -> dict[str, Any]:
         def mark(stage: str) -> None:
             stages[stage] = max(m["VmHWM"] for m in server.memory().values()) / 1024
 
-        b2 = measure_b2(ctx, server, checks, values)
-        out.update(b2)
-        mark("B2")
-        single = run_load(
-            ctx,
-            "check-1client",
-            server,
-            checks,
-            connections=1,
-            duration=ctx.scale.duration,
-            dump=True,
-        )
-        verify_checks(ctx, "B2 1 client", single, values)
-        out["single_check"] = single.latency
-        measure_b7(ctx, server, single)
-        mark("B7")
-        measure_b4(ctx, server, copy, expectations)
-        mark("B4")
-        measure_b5(ctx, server, expectations, single)
-        mark("B5")
-        measure_b1(ctx, server, copy, expectations, ranks)
-        mark("B1")
-        peak = server.memory()
-        out["peak_memory_kib"] = peak
-        idle_rss = max(m["VmRSS"] for m in idle.values()) / 1024
-        peak_hwm = max(m["VmHWM"] for m in peak.values()) / 1024
-        out["peak_mib"] = peak_hwm
-        ctx.add(
-            Figure(
-                "B6",
-                ctx.kind,
-                f"peak RSS per worker, B1+B2, {ctx.scale.population_events:,} stored",
-                peak_hwm,
-                "MiB",
-                idle_rss,
-                "idle worker RSS",
-                "<= 250 MB",
-                lambda v, _r: v is not None and v * 1.048576 <= 250,
-                "/proc/<pid>/status VmHWM",
-                details={"per_worker": peak, "idle": idle, "after_stage_mib": stages},
+        if ctx.wants("B2"):
+            out.update(measure_b2(ctx, server, checks, values))
+            mark("B2")
+        if ctx.wants("B2", "B5", "B7"):
+            single = run_load(
+                ctx,
+                "check-1client",
+                server,
+                checks,
+                connections=1,
+                duration=ctx.scale.duration,
+                dump=True,
             )
-        )
+            verify_checks(ctx, "B2 1 client", single, values)
+            out["single_check"] = single.latency
+        if ctx.wants("B7"):
+            measure_b7(ctx, server, single)
+            mark("B7")
+        if ctx.wants("B4"):
+            measure_b4(ctx, server, copy, expectations)
+            mark("B4")
+        if ctx.wants("B5"):
+            measure_b5(ctx, server, expectations, single)
+            mark("B5")
+        if ctx.wants("B1", "B6"):
+            measure_b1(ctx, server, copy, expectations, ranks)
+            mark("B1")
+        if ctx.wants("B6"):
+            peak = server.memory()
+            out["peak_memory_kib"] = peak
+            idle_rss = max(m["VmRSS"] for m in idle.values()) / 1024
+            peak_hwm = max(m["VmHWM"] for m in peak.values()) / 1024
+            out["peak_mib"] = peak_hwm
+            ctx.add(
+                Figure(
+                    "B6",
+                    ctx.kind,
+                    f"peak RSS per worker, B1+B2, {ctx.scale.population_events:,} stored",
+                    peak_hwm,
+                    "MiB",
+                    idle_rss,
+                    "idle worker RSS",
+                    "<= 250 MB",
+                    lambda v, _r: v is not None and v * 1.048576 <= 250,
+                    "/proc/<pid>/status VmHWM",
+                    details={"per_worker": peak, "idle": idle, "after_stage_mib": stages},
+                )
+            )
+        # After B6's peak: the stage run it is compared with defines no rules.
+        from bench.notifications import measure_notifications  # it builds on this module
+
+        if ctx.wants("N"):
+            measure_notifications(ctx, server, copy, expectations, ranks)
     finally:
         server.stop()
         databases.drop(copy)
@@ -528,7 +546,7 @@ def measure_b4(
         )
 
 
-def _cloudevent(
+def cloudevent(
     event_id: str, source: str, who: str, at: datetime, tokens: int, model: str
 ) -> dict[str, Any]:
     return {
@@ -558,7 +576,7 @@ def measure_b5(
             at = now - (timedelta(days=20) if late else timedelta(seconds=5))
             tokens = rng.randint(1, 5000)
             batch.append(
-                _cloudevent(f"b5-{ctx.run_id}-{r}-{i}", "bench-b5", who, at, tokens, "gpt-4o")
+                cloudevent(f"b5-{ctx.run_id}-{r}-{i}", "bench-b5", who, at, tokens, "gpt-4o")
             )
             expectations.add(who, "gpt-4o", tokens)
         usage = expectations.usage(who)
@@ -640,14 +658,14 @@ def ingest_requests(events: Sequence[references.RawEvent], source: str) -> list[
     requests = []
     for start in range(0, len(events), BATCH):
         batch = [
-            _cloudevent(e.id, source, e.subject, e.time, e.data["tokens"], e.data["model"])
+            cloudevent(e.id, source, e.subject, e.time, e.data["tokens"], e.data["model"])
             for e in events[start : start + BATCH]
         ]
         requests.append(load.Request("POST", "/api/v1/events", orjson.dumps(batch), INGEST_TYPE))
     return requests
 
 
-def _ingest_ok(ctx: Context, figure: str, result: load.Result, sent: int) -> None:
+def ingest_ok(ctx: Context, figure: str, result: load.Result, sent: int) -> None:
     bad = {s: n for s, n in result.statuses.items() if not 200 <= s < 300}
     if bad or result.incomplete or len(result.answers) != sent:
         ctx.mismatches.add(
@@ -681,14 +699,14 @@ def measure_b1(
     first = run_load(
         ctx, "b1", server, requests, connections=SENDERS, once=True, duration=3600, dump=True
     )
-    _ingest_ok(ctx, "B1", first, len(requests))
+    ingest_ok(ctx, "B1", first, len(requests))
     stored = references.count_source(copy, "bench-b1")
     for e in events:
         expectations.add(e.subject, e.data["model"], e.data["tokens"])
     second = run_load(
         ctx, "b1-again", server, requests, connections=SENDERS, once=True, duration=3600, dump=True
     )
-    _ingest_ok(ctx, "B1 duplicates", second, len(requests))
+    ingest_ok(ctx, "B1 duplicates", second, len(requests))
     stored_again = references.count_source(copy, "bench-b1")
     if (stored, stored_again) != (count, count):
         ctx.mismatches.add(
@@ -875,7 +893,7 @@ def stage_run(ctx: Context, full_peak_mib: float) -> None:
             duration=3600,
             dump=True,
         )
-        _ingest_ok(ctx, "B6 stage ingest", ingest, len(stage_requests))
+        ingest_ok(ctx, "B6 stage ingest", ingest, len(stage_requests))
         peak = max(m["VmHWM"] for m in server.memory().values()) / 1024
         stored = round(
             ctx.scale.population_events
@@ -905,7 +923,10 @@ def stage_run(ctx: Context, full_peak_mib: float) -> None:
 def run_database(ctx: Context) -> None:
     started = time.perf_counter()
     pop = population_run(ctx)
-    rate = min(pop["b2_rate"], max(1.0, pop["check_max"] / 2))
-    history_run(ctx, rate)
-    stage_run(ctx, pop["peak_mib"])
+    if ctx.wants("B3"):
+        # Without B2 (--only), B3's own small check sets the rate.
+        rate = min(pop.get("b2_rate", inf), max(1.0, pop.get("check_max", inf) / 2))
+        history_run(ctx, rate)
+    if ctx.wants("B6"):
+        stage_run(ctx, pop["peak_mib"])
     ctx.notes["seconds"] = round(time.perf_counter() - started, 1)

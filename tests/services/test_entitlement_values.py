@@ -203,3 +203,17 @@ def test_unique_count_counts_a_value_once_per_period(
         context, ACME, "seats", datetime(2024, 1, 15, 16, tzinfo=UTC)
     )
     assert (value.usage, value.balance) == (3, 12)
+
+
+def test_a_background_read_asks_for_no_checkpoint(
+    setup: ServiceContext, clock: SettableClock
+) -> None:
+    entitlements.create_entitlement(setup, ACME, metered(issue_after_reset=1_000))
+    send_usage(setup, 10, datetime(2024, 1, 3, 9, tzinfo=UTC))
+    clock.set(datetime(2024, 1, 20, tzinfo=UTC))  # far past measurement start
+    setup.caches.take_checkpoint_requests()
+    quiet = entitlement_values.customer_access(setup, "acme", ask_for_checkpoints=False)
+    assert quiet["ai_tokens"].usage == 10
+    assert setup.caches.take_checkpoint_requests() == []
+    entitlement_values.customer_access(setup, "acme")  # the same read, a client's
+    assert len(setup.caches.take_checkpoint_requests()) == 1

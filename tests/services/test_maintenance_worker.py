@@ -31,3 +31,53 @@ def test_an_idle_worker_runs_a_round_per_interval(
     time.sleep(1.2)
     worker.stop()
     assert 3 <= len(rounds) <= 7, len(rounds)
+
+
+def _queue(context: ServiceContext, subjects: int) -> None:
+    with context.database.unit_of_work(write=True) as uow:
+        uow.outbox.enqueue(context.clock(), subject_keys=[f"s{i}" for i in range(subjects)])
+        uow.commit()
+
+
+def test_a_rest_ends_early_for_a_few_queued_items_but_not_for_many(
+    context: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evaluated: list[bool] = []
+    real = maintenance.run_once
+
+    def watched(ctx: ServiceContext, render: object = None) -> MaintenanceReport:
+        evaluated.append(render is not None)
+        return real(ctx, render)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maintenance, "run_once", watched)
+    worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
+    # As after a heavy round: a long rest ahead.
+    rest_until = time.monotonic() + 100
+    worker._evaluate_after = rest_until
+    _queue(context, maintenance.FEW_QUEUED + 1)
+    worker._round()
+    _queue(context, 1)  # still many
+    worker._round()
+    assert evaluated == [False, False]
+    with context.database.unit_of_work(write=True) as uow:
+        uow.outbox.done(uow.outbox.take_pending(1000).ids)
+        uow.commit()
+    _queue(context, 1)  # a crossing after the burst
+    worker._round()
+    assert evaluated == [False, False, True]
+    with context.database.single_statement() as uow:
+        assert uow.outbox.count_pending(10) == 0
+    # The burst's rest still holds for what comes next in bulk.
+    assert worker._evaluate_after >= rest_until
+
+
+def test_a_rest_ends_once_nothing_new_was_queued_for_a_while(context: ServiceContext) -> None:
+    worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
+    _queue(context, maintenance.FEW_QUEUED + 1)
+    t0 = 1000.0
+    assert not worker._rest_over(t0)
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED / 2)
+    _queue(context, 1)  # still writing: the pause starts again
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED)
+    assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED * 1.5)
+    assert worker._rest_over(t0 + maintenance.WRITES_PAUSED * 2)

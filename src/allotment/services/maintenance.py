@@ -201,10 +201,29 @@ def run_until_idle(
     return total
 
 
-EVALUATION_PACE = 9
+EVALUATION_PACE = 19
 """How much longer than its last round the notification evaluator rests: light load (rounds
-of milliseconds) is still evaluated within a fraction of a second, heavy ingest pays at most
-about a tenth of a thread for it, at the price of later deliveries while it lasts."""
+of milliseconds) is still evaluated within a fraction of a second, heavy ingest pays about a
+twentieth of a thread per server process for it (a tenth for the default two workers, which
+take turns), at the price of later deliveries while it lasts. At 9, ingest with a rule active
+lost 11 % on PostgreSQL (bench N1)."""
+FEW_QUEUED = 50
+"""A rest ends early while at most this many items are queued: it is there to coalesce heavy
+ingest (a batch of 1,000 events queues hundreds of subjects), and evaluating a few customers
+costs little, so after a burst the next crossing waits no rest (the burst's last round of t
+seconds made it wait up to 9 t, 17 s in bench N2)."""
+WRITES_PAUSED = 2.0
+"""A rest ends early too once nothing new was queued for this many seconds, by any process:
+the burst is over and its last items need not wait out the rest (a minute after a burst on
+PostgreSQL). Well above the gap between two commits of a busy writer (an overloaded SQLite
+commits 1,000-event batches every 0.1 to 0.8 s; at 0.5 s this ended rests mid-burst)."""
+
+
+def queue_state(context: ServiceContext) -> tuple[bool, tuple[int, datetime] | None]:
+    """Whether few items are queued, and the newest one's id and time."""
+    with context.database.unit_of_work() as uow:
+        few = uow.outbox.count_pending(FEW_QUEUED + 1) <= FEW_QUEUED
+        return few, uow.outbox.newest_pending()
 
 
 class MaintenanceWorker:
@@ -222,9 +241,12 @@ class MaintenanceWorker:
         self._evaluate_after = 0.0
         self._skipped = False
         """After a round with the evaluator that took t seconds, the next evaluation waits
-        `EVALUATION_PACE` times t more: it takes at most a tenth of this thread's time, so heavy
+        `EVALUATION_PACE` times t more: it takes at most a twentieth of this thread's time, so heavy
         ingest coalesces into fewer, larger rounds instead of losing throughput to them (with
         t more, ingest lost a third of its throughput on two cores once rules existed)."""
+        self._newest_seen: tuple[int, datetime] | None = None
+        self._newest_since = 0.0
+        """The newest queued item seen while resting, and since when (time.monotonic)."""
         self._interval = interval.total_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -241,13 +263,28 @@ class MaintenanceWorker:
 
     def _round(self) -> MaintenanceReport:
         started = time.monotonic()
-        evaluate = self._render is not None and started >= self._evaluate_after
+        evaluate = self._render is not None and (
+            started >= self._evaluate_after or self._rest_over(started)
+        )
         self._skipped = self._render is not None and not evaluate
         report = run_once(self._context, self._render if evaluate else None)
         if evaluate:
             finished = time.monotonic()
-            self._evaluate_after = finished + EVALUATION_PACE * (finished - started)
+            # A round of a few items leaves a heavy round's rest in force (max): else the
+            # moment the queue is empty after each round under heavy ingest would end it.
+            self._evaluate_after = max(
+                self._evaluate_after, finished + EVALUATION_PACE * (finished - started)
+            )
         return report
+
+    def _rest_over(self, now: float) -> bool:
+        few, newest = queue_state(self._context)
+        if few:
+            return True
+        if newest != self._newest_seen:
+            self._newest_seen, self._newest_since = newest, now
+            return False
+        return now - self._newest_since >= WRITES_PAUSED
 
     def _loop(self) -> None:
         wake = self._context.caches.maintenance_wanted
@@ -272,7 +309,10 @@ class MaintenanceWorker:
                 paused = False
             if report.did_work:
                 continue
-            # An evaluation skipped this round is due soon: wait no longer than that.
+            # An evaluation skipped this round is due soon, or once writes pause: wait no
+            # longer than either. (A write that queues items wakes this thread itself.)
             due = self._evaluate_after - time.monotonic() if self._skipped else 0.0
+            if due > 0:
+                due = min(due, WRITES_PAUSED / 4)
             wake.wait(min(self._interval, due) if due > 0 else self._interval)
             wake.clear()

@@ -43,6 +43,9 @@ from allotment.storage.repositories.outbox import NewEvent, Pending
 PENDING_CHUNK = 5_000
 """Queued items one evaluator round takes: under heavy ingest the queue grows while a round
 runs, and the next round evaluates each entitlement once however often it was queued."""
+EVALUATOR_TURN = "notification-evaluator"
+"""One evaluator at a time across processes: two would read the same queue and every value in
+it twice (the fired keys kept that from notifying twice, not from costing twice)."""
 RESET_KEY = "reset"
 """The fired key of a reset rule: once per rule, entitlement and new period."""
 
@@ -74,6 +77,10 @@ class _Plan:
     evaluated: dict[str, set[str]] = field(default_factory=dict)
     """Entitlement -> the rules that watch it."""
     periods: list[tuple[str, str, datetime, datetime | None]] = field(default_factory=list)
+    """Periods to record: only those that changed (most rounds re-evaluate the same period,
+    and each write would hold SQLite's write lock, which ingest waits for, a little longer)."""
+    unwatched: dict[str, set[str]] = field(default_factory=dict)
+    """Entitlement -> rules whose recorded period is to go (they no longer watch it)."""
     firings: list[_Firing] = field(default_factory=list)
 
 
@@ -87,6 +94,8 @@ class _Watched:
     rules: tuple[Rule, ...]
     fired: dict[str, set[str]]
     """Rule id -> the keys fired in the current period."""
+    periods: dict[str, tuple[datetime, datetime | None]]
+    """Rule id -> the period recorded when the entitlement was last evaluated."""
 
 
 def evaluate_pending(
@@ -98,8 +107,18 @@ def evaluate_pending(
     definitions, one statement per customer), and the outcome written in a short transaction,
     so the evaluation never holds SQLite's write lock (ingest's) for long. A change that lands
     in between is queued and evaluated in the next round; the fired keys keep a threshold that
-    two rounds both saw crossed from being notified twice.
+    two rounds both saw crossed from being notified twice. While another process evaluates,
+    this returns at once.
     """
+    with context.database.turn(EVALUATOR_TURN) as mine:
+        if not mine:
+            return EvaluationReport()  # another process is at it: it takes the queue
+        return _evaluate_round(context, render, limit)
+
+
+def _evaluate_round(
+    context: ServiceContext, render: PayloadRenderer, limit: int
+) -> EvaluationReport:
     now = context.clock()
     with context.database.unit_of_work() as uow:
         pending = uow.outbox.take_pending(limit)
@@ -110,7 +129,7 @@ def evaluate_pending(
     plan = _Plan(pending_ids=pending.ids, ended=ended)
     for customer_id, group in _by_customer(watched).items():
         try:
-            values = customer_access(context, customer_id, now)
+            values = customer_access(context, customer_id, now, ask_for_checkpoints=False)
         except NotFound:
             continue  # deleted since: nothing to tell
         for item in group:
@@ -119,8 +138,8 @@ def evaluate_pending(
                 _plan_entitlement(plan, item, value)
     report = EvaluationReport(evaluated=len(plan.evaluated))
     with context.database.unit_of_work(write=True) as uow:
-        for entitlement_id, rule_ids in plan.evaluated.items():
-            uow.outbox.forget_periods([entitlement_id], keep_rules=rule_ids)
+        for entitlement_id in plan.unwatched:
+            uow.outbox.forget_periods([entitlement_id], keep_rules=plan.evaluated[entitlement_id])
         # Ended, deleted or no longer metered: nothing to watch any more.
         uow.outbox.forget_periods(sorted(set(plan.ended) - set(plan.evaluated)))
         for rule_id, entitlement_id, start, end in plan.periods:
@@ -154,6 +173,7 @@ def _watched(
     customers = uow.customers.get_many({e.customer_id for e in entitlements})
     resets = uow.entitlements.resets_of([e.id for e in entitlements])
     fired = uow.outbox.fired_of([e.id for e in entitlements])
+    periods = uow.outbox.periods_of([e.id for e in entitlements])
     watched = []
     for entitlement in entitlements:
         customer = customers.get(entitlement.customer_id)
@@ -167,7 +187,8 @@ def _watched(
             rule.id: fired.get((rule.id, entitlement.id, period.start), set())
             for rule in applicable
         }
-        watched.append(_Watched(entitlement, customer, view, applicable, keys))
+        recorded = periods.get(entitlement.id, {})
+        watched.append(_Watched(entitlement, customer, view, applicable, keys, recorded))
     return watched
 
 
@@ -182,9 +203,13 @@ def _plan_entitlement(plan: _Plan, item: _Watched, value: EntitlementValue) -> N
     entitlement = item.entitlement
     period = item.view.current_usage_period
     assert period is not None  # metered
-    plan.evaluated[entitlement.id] = {rule.id for rule in item.rules}
+    rule_ids = {rule.id for rule in item.rules}
+    plan.evaluated[entitlement.id] = rule_ids
+    if set(item.periods) - rule_ids:
+        plan.unwatched[entitlement.id] = set(item.periods) - rule_ids
     for rule in item.rules:
-        plan.periods.append((rule.id, entitlement.id, period.start, period.end))
+        if item.periods.get(rule.id) != (period.start, period.end):
+            plan.periods.append((rule.id, entitlement.id, period.start, period.end))
         firing = _firing(rule, item, period.start, value)
         if firing is not None:
             plan.firings.append(firing)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from allotment import json_exact
 from allotment.errors import Unavailable
 from allotment.storage.deadlines import Deadlines
 from allotment.storage.sqlite_writers import WriterQueue
+from allotment.storage.turns import postgres_turn, sqlite_turn
 from allotment.storage.unit_of_work import UnitOfWork
 
 # A SQLite database whose disk has less free space than this is not ready.
@@ -86,10 +89,11 @@ class Database:
         self.last_write_refusal: tuple[float, str] | None = None
         self.engine = _create_engine(self, echo=echo)
         path = make_url(self.url).database
+        self._path = (
+            path if self.dialect == "sqlite" and path not in (None, "", ":memory:") else None
+        )
         self._writers = (
-            WriterQueue(path, self.options.sqlite_busy_timeout)
-            if self.dialect == "sqlite" and path not in (None, "", ":memory:")
-            else None
+            WriterQueue(self._path, self.options.sqlite_busy_timeout) if self._path else None
         )
 
     @property
@@ -107,6 +111,18 @@ class Database:
             unavailable=self.unavailable,
             writers=self._writers,
         )
+
+    @contextmanager
+    def turn(self, name: str) -> Iterator[bool]:
+        """Whether this caller holds the turn `name` for the block, across every process of
+        the database; False at once when another does (storage/turns.py)."""
+        if self.dialect == "sqlite":
+            with sqlite_turn(self._path, name) as held:
+                yield held
+        else:
+            seconds = self.options.statement_timeout + 2.0
+            with postgres_turn(self.engine, name, self.deadlines, seconds) as held:
+                yield held
 
     def unavailable(self, error: BaseException) -> Unavailable | None:
         """The Unavailable an error means, or None when it is not about availability."""

@@ -301,6 +301,22 @@ class OutboxRepository(Repository):
             entitlement_ids={row.entitlement_id for row in rows if row.entitlement_id is not None},
         )
 
+    def count_pending(self, at_most: int) -> int:
+        """How many items are queued, counted up to `at_most`."""
+        queued = select(notification_pending.c.id).limit(at_most).subquery()
+        return int(self.connection.execute(select(func.count()).select_from(queued)).scalar_one())
+
+    def newest_pending(self) -> tuple[int, datetime] | None:
+        """The newest queued item's id and time (None: the queue is empty). Together they
+        change with every write that queues something (SQLite may give an emptied queue's ids
+        out again, not with the same time)."""
+        row = self.connection.execute(
+            select(notification_pending.c.id, notification_pending.c.created_at)
+            .order_by(notification_pending.c.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (row.id, row.created_at)
+
     def done(self, pending_ids: Sequence[int]) -> None:
         if pending_ids:
             self.connection.execute(
@@ -355,6 +371,25 @@ class OutboxRepository(Repository):
             )
         ).scalar_one_or_none()
         return start
+
+    def periods_of(
+        self, entitlement_ids: Sequence[str]
+    ) -> dict[str, dict[str, tuple[datetime, datetime | None]]]:
+        """Entitlement -> rule -> the usage period last evaluated, for several entitlements."""
+        found: dict[str, dict[str, tuple[datetime, datetime | None]]] = {}
+        if not entitlement_ids:
+            return found
+        rows = self.connection.execute(
+            select(notification_periods).where(
+                notification_periods.c.entitlement_id.in_(sorted(set(entitlement_ids)))
+            )
+        )
+        for row in rows:
+            found.setdefault(row.entitlement_id, {})[row.rule_id] = (
+                row.period_start,
+                row.period_end,
+            )
+        return found
 
     def set_period(
         self, rule_id: str, entitlement_id: str, start: datetime, end: datetime | None
