@@ -205,8 +205,8 @@ def _plan_entitlement(plan: _Plan, item: _Watched, value: EntitlementValue) -> N
     assert period is not None  # metered
     rule_ids = {rule.id for rule in item.rules}
     plan.evaluated[entitlement.id] = rule_ids
-    if set(item.periods) - rule_ids:
-        plan.unwatched[entitlement.id] = set(item.periods) - rule_ids
+    if unwatched := set(item.periods) - rule_ids:
+        plan.unwatched[entitlement.id] = unwatched
     for rule in item.rules:
         if item.periods.get(rule.id) != (period.start, period.end):
             plan.periods.append((rule.id, entitlement.id, period.start, period.end))

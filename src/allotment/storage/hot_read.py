@@ -215,12 +215,11 @@ def _filter_keys(shape: ReadShape) -> list[str]:
     return sorted({key for series in shape.series for key, _filter in series.advanced_filters})
 
 
-def _candidates(dialect_name: str, shape: ReadShape) -> CTE:
-    """The series any entitlement of the read may read, each group-by value a filter tests
-    extracted once. Every entitlement's series are then picked from these few rows: reading
-    `usage_series` and parsing its JSON once per entitlement (and again for its checkpoint's
-    check) was most of the statement's time for a customer with 100 features."""
-    keys = _filter_keys(shape)
+def _candidates(dialect_name: str, shape: ReadShape, keys: Sequence[str]) -> CTE:
+    """The series any entitlement of the read may read, with the group-by value of each of
+    `keys` extracted once (column `k<n>`). Every entitlement's series are then picked from these
+    few rows: reading `usage_series` and parsing its JSON once per entitlement (and again for
+    its checkpoint's check) was most of the statement's time for a customer with 100 features."""
     generations = {(s.meter_id, s.generation) for s in shape.series}
     return (
         select(
@@ -245,8 +244,9 @@ def _candidates(dialect_name: str, shape: ReadShape) -> CTE:
 
 def _series_map(dialect: MeterDialect, dialect_name: str, shape: ReadShape) -> CTE:
     """`(scope, series_id)`: the series each entitlement reads."""
-    candidates = _candidates(dialect_name, shape)
-    column_of = {key: candidates.c[f"k{n}"] for n, key in enumerate(_filter_keys(shape))}
+    keys = _filter_keys(shape)
+    candidates = _candidates(dialect_name, shape, keys)
+    column_of = {key: candidates.c[f"k{n}"] for n, key in enumerate(keys)}
     parts = []
     for number, series in enumerate(shape.series):
         conditions = [
