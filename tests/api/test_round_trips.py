@@ -27,7 +27,7 @@ from tests.api.helpers import send_usage, setup_catalogue
 
 @dataclass
 class Statements:
-    """Statements sent on the request-serving threads (the maintenance worker is off)."""
+    """Statements sent on the request-serving threads (the background workers are off)."""
 
     sql: list[str] = field(default_factory=list)
     in_transaction: list[bool] = field(default_factory=list)
@@ -69,7 +69,9 @@ def statements(context: ServiceContext) -> Iterator[Statements]:
 
 @pytest.fixture
 def quiet_client(context: ServiceContext, admin_key: str) -> Iterator[TestClient]:
-    app = create_app(Settings(maintenance_interval_seconds=0), context=context)
+    # Both background workers off: their polls would run on the same engine mid-request.
+    settings = Settings(maintenance_interval_seconds=0, webhook_sender_enabled=False)
+    app = create_app(settings, context=context)
     with TestClient(app, headers={"Authorization": f"Bearer {admin_key}"}) as client:
         yield client
 
