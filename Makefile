@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes (pytest-xdist): the suite waits on servers and databases as much as it computes.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup serve test test-fast conformance soak lint format migrate check-migrations bench bench-quick clean
@@ -21,11 +23,11 @@ setup: $(STAMP) ## Create .venv and install Allotment with its dev tools
 serve: $(STAMP) ## Migrate, print an admin key on first start, serve on 127.0.0.1:8888 (SQLite file)
 	$(BIN)/allotment serve
 
-test: $(STAMP) ## Run every test (PostgreSQL tests need a server on 127.0.0.1:5432)
-	$(BIN)/pytest
+test: $(STAMP) ## Run every test, TEST_WORKERS processes (PostgreSQL tests need a server on 127.0.0.1:5432)
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 test-fast: $(STAMP) ## Tests on SQLite only
-	$(BIN)/pytest -m "not postgres"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not postgres"
 
 conformance: $(STAMP) ## OpenMeter's OpenAPI document against a live server, deeper than make test's run (random, 100 examples per operation)
 	ALLOTMENT_CONFORMANCE_RANDOM=1 ALLOTMENT_CONFORMANCE_EXAMPLES=100 $(BIN)/pytest tests/api/test_openmeter_conformance.py -q

@@ -21,6 +21,10 @@ from allotment.storage import Database
 from allotment.storage.migrations import upgrade
 from allotment.storage.tables import metadata
 
+# pytest-xdist sets COLUMNS=80 in its workers, and rich fixes a console's width from COLUMNS when
+# the console is made (the CLI's, on import): the CLI tests pass their own width per invocation.
+os.environ.pop("COLUMNS", None)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "ALLOTMENT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
