@@ -15,7 +15,7 @@ def _shape(entitlements: int) -> ReadShape:
     meters = [meter(slug=f"m{n}") for n in range(entitlements)]
     return ReadShape.of(
         customer_id="c1",
-        checkpoints=[True] * entitlements,
+        checkpoint_checks=entitlements,
         newer_checks=0,
         scopes=[(m, 1, None) for m in meters],
     )

@@ -82,8 +82,10 @@ class SeriesShape:
 @dataclass(frozen=True)
 class ReadShape:
     with_customer: bool
-    checkpoints: tuple[bool, ...]
-    """Per entitlement: whether the read starts from a checkpoint the statement must check."""
+    checkpoint_checks: int
+    """How many entitlements the statement checks a start checkpoint of (each one's may be
+    none): the same statement whichever of them has one, so a customer whose checkpoints
+    maintenance saves one by one does not compile a new statement after each."""
     newer_checks: int
     """How many entitlements the statement asks "is there a newer checkpoint?" for."""
     series: tuple[SeriesShape, ...]
@@ -93,13 +95,13 @@ class ReadShape:
         cls,
         *,
         customer_id: str | None,
-        checkpoints: Sequence[bool],
+        checkpoint_checks: int,
         newer_checks: int,
         scopes: Sequence[tuple[Meter, int, Mapping[str, StringFilter] | None]],
     ) -> ReadShape:
         return cls(
             with_customer=customer_id is not None,
-            checkpoints=tuple(checkpoints),
+            checkpoint_checks=checkpoint_checks,
             newer_checks=newer_checks,
             series=tuple(
                 SeriesShape(
@@ -321,15 +323,13 @@ def _stamps(
         ]
         newer = case((or_(*saved), 1), else_=0)
     checks: list[ColumnElement[bool]] = []
-    for number, checked in enumerate(shape.checkpoints):
-        if not checked:
-            continue
+    for number in range(shape.checkpoint_checks):
+        checkpoint_of = bindparam(f"read_checkpoint_of_{number}", value=None, type_=Text)
         checkpoint_at = bindparam(f"read_checkpoint_at_{number}", value=None, type_=BigInteger)
-        checks.append(
+        saved_then = (
             select(balance_checkpoints.c.entitlement_id)
             .where(
-                balance_checkpoints.c.entitlement_id
-                == bindparam(f"read_checkpoint_of_{number}", value=None),
+                balance_checkpoints.c.entitlement_id == checkpoint_of,
                 at == checkpoint_at,
                 # The same state, not merely one saved at the same minute again after the
                 # first was dropped.
@@ -338,6 +338,7 @@ def _stamps(
             )
             .exists()
         )
+        checks.append(or_(checkpoint_of.is_(None), saved_then))
     if checks and series is not None:
         # Usage before a checkpoint still waiting in the deltas: it may not include it. One
         # test for all of them, as ranges `[0, checkpoint)` of each one's series: the map

@@ -294,9 +294,11 @@ class RollupReader(Repository):
                     pieces.append((index, number, int(piece.level), piece.start, piece.end))
                 ranges.append((index, number, 0, low, high))
         checkpoints = list(probe.checkpoints) + [None] * (len(requests) - len(probe.checkpoints))
+        # Once any entitlement starts from a checkpoint, the statement checks a slot of each.
+        any_checkpoint = any(c is not None for c in checkpoints)
         shape = hot_read.ReadShape.of(
             customer_id=probe.customer_id,
-            checkpoints=[c is not None for c in checkpoints],
+            checkpoint_checks=len(checkpoints) if any_checkpoint else 0,
             newer_checks=len(probe.newer_than),
             scopes=[
                 (r.scope.meter, r.scope.generation, r.scope.advanced_filters) for r in requests
@@ -311,8 +313,12 @@ class RollupReader(Repository):
                 values[f"read_newer_of_{number}"] = entitlement_id
                 values[f"read_newer_after_{number}"] = -1 if after is None else to_micros(after)
         checked: list[tuple[int, int, int, int, int]] = []
-        for number, checkpoint in enumerate(checkpoints):
-            if checkpoint is not None:
+        for number, checkpoint in enumerate(checkpoints[: shape.checkpoint_checks]):
+            if checkpoint is None:
+                values[f"read_checkpoint_of_{number}"] = None
+                values[f"read_checkpoint_at_{number}"] = None
+                values[f"read_checkpoint_state_{number}"] = None
+            else:
                 checked.append((number, number, 0, 0, to_micros(checkpoint[1].at)))
                 values[f"read_checkpoint_of_{number}"] = checkpoint[0]
                 values[f"read_checkpoint_at_{number}"] = to_micros(checkpoint[1].at)
