@@ -139,6 +139,32 @@ class EngineState:
         for name in ("overage", "period_usage", "period_grant_usage"):
             object.__setattr__(self, name, as_decimal(getattr(self, name), name))
 
+    @classmethod
+    def _of_engine(
+        cls,
+        *,
+        at: datetime,
+        grant_balances: Mapping[str, Decimal],
+        overage: Decimal,
+        period_usage: Decimal,
+        period_grant_usage: Decimal,
+        period_start: datetime,
+    ) -> EngineState:
+        """A state of values the engine computed from checked ones (minute-aligned UTC
+        instants, finite Decimals), so not checked again: a read of 100 features built 500
+        states, and their checks were a tenth of its time."""
+        state = object.__new__(cls)
+        for name, value in (
+            ("at", at),
+            ("grant_balances", _frozen_balances(grant_balances)),
+            ("overage", overage),
+            ("period_usage", period_usage),
+            ("period_grant_usage", period_grant_usage),
+            ("period_start", period_start),
+        ):
+            object.__setattr__(state, name, value)
+        return state
+
     @property
     def balance(self) -> Decimal:
         """Sum of the balances of the grants active at `at` (never negative)."""
@@ -461,7 +487,7 @@ class _Engine:
         return remaining, burnt
 
     def state(self) -> EngineState:
-        return EngineState(
+        return EngineState._of_engine(
             at=self.at,
             grant_balances=self.balances,
             overage=self.overage,
@@ -544,7 +570,7 @@ class _Engine:
         """LATEST: the state a read at `at` would see, without closing the segment."""
         balances = dict(self.segment_balances_at_start)
         overage, _ = self._burn(latest, balances)
-        return EngineState(
+        return EngineState._of_engine(
             at=at,
             grant_balances=balances,
             overage=overage,

@@ -293,7 +293,7 @@ def _create_engine(database: Database, *, echo: bool) -> Engine:
 def _cache_long_statements() -> None:
     """psycopg rewrites each statement's `%(name)s` placeholders to `$n` on every execution,
     caching the rewrite only for statements under 4 KB with at most 50 parameters. The
-    check-access read is longer (5 KB for one entitlement, 65 KB and 730 parameters for a
+    check-access read is longer (5 KB for one entitlement, 100 KB and 1,000 parameters for a
     customer of 100 features), so each read paid the rewrite again: 1 ms and 13 ms. Raising
     the bounds keeps those rewrites in psycopg's own cache (128 statements, least recently used
     dropped). The bounds are module attributes of psycopg 3 (see psycopg discussion #628)."""
@@ -302,7 +302,7 @@ def _cache_long_statements() -> None:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         return
     if hasattr(_queries, "MAX_CACHED_STATEMENT_LENGTH"):
-        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 128 * 1024)
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 256 * 1024)
     if hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS"):
         _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 2_000)
 
