@@ -12,7 +12,7 @@ from allotment.domain.entitlements import EntitlementType
 from allotment.domain.grant_requests import GrantDefaults
 from allotment.domain.meters import Aggregation
 from allotment.errors import NotFound, PreconditionFailed
-from allotment.services import customers, entitlement_values, entitlements, grants
+from allotment.services import customers, entitlement_values, entitlements, grants, maintenance
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import SubjectOwner
 from tests.conftest import SettableClock
@@ -205,15 +205,39 @@ def test_unique_count_counts_a_value_once_per_period(
     assert (value.usage, value.balance) == (3, 12)
 
 
-def test_a_background_read_asks_for_no_checkpoint(
+def test_a_background_read_of_many_customers_agrees_and_asks_for_no_checkpoint(
     setup: ServiceContext, clock: SettableClock
 ) -> None:
     entitlements.create_entitlement(setup, ACME, metered(issue_after_reset=1_000))
     send_usage(setup, 10, datetime(2024, 1, 3, 9, tzinfo=UTC))
     clock.set(datetime(2024, 1, 20, tzinfo=UTC))  # far past measurement start
     setup.caches.take_checkpoint_requests()
-    quiet = entitlement_values.customer_access(setup, "acme", ask_for_checkpoints=False)
-    assert quiet["ai_tokens"].usage == 10
+    with setup.database.unit_of_work() as uow:
+        customer = uow.customers.get_live_by_key("acme")
+        assert customer is not None
+        held = uow.entitlements.of_customer(customer.id)
+        quiet = entitlement_values.values_of_customers(uow, [(customer, held)], clock())
+    assert quiet[customer.id][held[0].id].usage == 10
     assert setup.caches.take_checkpoint_requests() == []
-    entitlement_values.customer_access(setup, "acme")  # the same read, a client's
+    client = entitlement_values.customer_access(setup, "acme")  # the same read, a client's
+    assert client["ai_tokens"] == quiet[customer.id][held[0].id]
     assert len(setup.caches.take_checkpoint_requests()) == 1
+
+
+def test_a_read_inside_a_unit_skips_a_checkpoint_that_late_usage_predates(
+    setup: ServiceContext, clock: SettableClock
+) -> None:
+    # values_at / values_of_customers (the overview, the evaluator) load in their own unit and
+    # must refuse a checkpoint that usage still waiting in the deltas predates, as check
+    # access does.
+    view = entitlements.create_entitlement(setup, ACME, metered(issue_after_reset=1_000))
+    entitlement = view.entitlement
+    send_usage(setup, 10, datetime(2024, 1, 3, 9, tzinfo=UTC))
+    clock.set(datetime(2024, 1, 20, tzinfo=UTC))
+    assert maintenance.save_checkpoints(setup, [entitlement.id]) == 1
+    send_usage(setup, 5, datetime(2024, 1, 10, 9, tzinfo=UTC))  # late: before the checkpoint
+    with setup.database.unit_of_work() as uow:
+        customer = uow.customers.get_live_by_key("acme")
+        assert customer is not None
+        value = entitlement_values.values_at(uow, customer, [entitlement], clock())
+    assert (value[entitlement.id].usage, value[entitlement.id].balance) == (15, 985)

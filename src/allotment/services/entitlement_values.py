@@ -51,7 +51,7 @@ from allotment.services.metered_inputs import (
     MeteredInputs,
     checkpoint_start,
     fits,
-    metered_inputs,
+    metered_inputs_of,
 )
 from allotment.storage import UnitOfWork
 from allotment.storage.repositories.versions import CATALOG
@@ -116,12 +116,8 @@ def customer_access(
     context: ServiceContext,
     customer_id_or_key: str,
     at: datetime | None = None,
-    *,
-    ask_for_checkpoints: bool = True,
 ) -> dict[str, EntitlementValue]:
-    """Every entitlement the customer holds at `at` (default now), by feature key.
-    `ask_for_checkpoints=False`: a background reader's read, which asks maintenance for no
-    checkpoint (see `_ask_for_checkpoints`)."""
+    """Every entitlement the customer holds at `at` (default now), by feature key."""
     now = context.clock()
     t = checked_instant(at or now, "time")
     key: CacheKey = ("access", customer_id_or_key)
@@ -131,7 +127,6 @@ def customer_access(
         t,
         now,
         lambda uow: _load_customer(uow, customer_id_or_key),
-        ask_for_checkpoints=ask_for_checkpoints,
     )
     active = sorted(
         (e for e in definitions.entitlements if e.active_at(t)),
@@ -145,8 +140,24 @@ def values_at(
 ) -> dict[str, EntitlementValue]:
     """The value of each of the customer's `entitlements` at `at`, by entitlement id, inside
     the caller's unit (no caches): for other use cases that need values."""
-    definitions = _definitions(uow, customer, tuple(entitlements), uow.versions.get(CATALOG))
-    return _evaluate(uow, definitions, at).values
+    return values_of_customers(uow, [(customer, entitlements)], at)[customer.id]
+
+
+def values_of_customers(
+    uow: UnitOfWork, owned: Sequence[tuple[Customer, Sequence[Entitlement]]], at: datetime
+) -> dict[str, dict[str, EntitlementValue]]:
+    """Customer id -> entitlement id -> value at `at`, for each customer's `entitlements`,
+    inside the caller's unit (no caches). The definitions of all of them are read together
+    (a few queries however many customers), then usage in one statement per customer: for
+    background readers of many customers, whose reads would each miss a process's cache."""
+    version = uow.versions.get(CATALOG)
+    revisions = uow.customers.revisions([customer.id for customer, _ in owned])
+    loaded = _definitions_of(uow, [(c, tuple(e), revisions.get(c.id)) for c, e in owned], version)
+    return {
+        definitions.customer.id: _evaluate_loaded(uow, definitions, at).values
+        for definitions in loaded
+        if definitions.customer is not None
+    }
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -158,8 +169,6 @@ def _read(
     t: datetime,
     now: datetime,
     load: Callable[[UnitOfWork], Definitions],
-    *,
-    ask_for_checkpoints: bool = True,
 ) -> tuple[Definitions, dict[str, EntitlementValue]]:
     caches = context.caches
     cached = caches.definitions(key)
@@ -171,21 +180,32 @@ def _read(
                 # Maintenance saved a newer checkpoint: later reads start from it.
                 with context.database.single_statement() as uow:
                     caches.remember_definitions(key, _with_newest_checkpoints(uow, cached))
-            elif ask_for_checkpoints:
+            else:
                 _ask_for_checkpoints(context, cached, t, now)
             return cached, read.values
     with context.database.unit_of_work() as uow:
-        definitions = load(uow)
+        loaded = _evaluate_loaded(uow, load(uow), t)
+    caches.remember_definitions(key, loaded.definitions)
+    _ask_for_checkpoints(context, loaded.definitions, t, now)
+    return loaded.definitions, loaded.values
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    definitions: Definitions
+    """As loaded, with the checkpoints the statement refused replaced."""
+    values: dict[str, EntitlementValue]
+
+
+def _evaluate_loaded(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Loaded:
+    """Values from definitions loaded in this very unit (snapshot)."""
+    read = _evaluate(uow, definitions, t)
+    if not read.current:
+        # Loaded in this very snapshot, so only a checkpoint can fail: one that late usage
+        # waiting in the deltas predates. Keep the valid ones, each checked on its own.
+        definitions = _with_checked_checkpoints(uow, definitions)
         read = _evaluate(uow, definitions, t)
-        if not read.current:
-            # Loaded in this very snapshot, so only a checkpoint can fail: one that late usage
-            # waiting in the deltas predates. Keep the valid ones, each checked on its own.
-            definitions = _with_checked_checkpoints(uow, definitions)
-            read = _evaluate(uow, definitions, t)
-    caches.remember_definitions(key, definitions)
-    if ask_for_checkpoints:
-        _ask_for_checkpoints(context, definitions, t, now)
-    return definitions, read.values
+    return _Loaded(definitions, read.values)
 
 
 def _with_newest_checkpoints(uow: UnitOfWork, definitions: Definitions) -> Definitions:
@@ -306,10 +326,11 @@ def _ask_for_checkpoints(
 ) -> None:
     """Reads of the present that start far back ask maintenance for a newer checkpoint.
 
-    Not the notification evaluator's: it reads every customer an ingest touched, and the
-    checkpoints it would ask for are saved in write transactions (SQLite's write lock, which
-    ingest waits for); with its reads asking, ingest with a rule active lost about half its
-    throughput on SQLite (bench N1). Roll-ups keep its reads cheap without them."""
+    Not the notification evaluator's (`values_of_customers` asks for none): it reads every
+    customer an ingest touched, and the checkpoints it would ask for are saved in write
+    transactions (SQLite's write lock, which ingest waits for); with its reads asking, ingest
+    with a rule active lost about half its throughput on SQLite (bench N1). Roll-ups keep its
+    reads cheap without them."""
     if now - t > CHECKPOINT_AGE:
         return
     for entitlement_id, metered in definitions.metered.items():
@@ -350,24 +371,39 @@ def _load_customer(uow: UnitOfWork, customer_id_or_key: str) -> Definitions:
 def _definitions(
     uow: UnitOfWork, customer: Customer, candidates: tuple[Entitlement, ...], version: int
 ) -> Definitions:
-    """Definitions of `candidates`, with each metered one's newest valid checkpoint (reads of
-    an earlier time start from measurement start; they are rare)."""
     revision = uow.customers.revision(customer.id)
-    inputs = metered_inputs(uow, customer, [e for e in candidates if e.is_metered])
+    return _definitions_of(uow, [(customer, candidates, revision)], version)[0]
+
+
+def _definitions_of(
+    uow: UnitOfWork,
+    owned: Sequence[tuple[Customer, tuple[Entitlement, ...], int | None]],
+    version: int,
+) -> list[Definitions]:
+    """Definitions of each customer's candidates (with its revision), with each metered one's
+    newest checkpoint (reads of an earlier time start from measurement start; they are rare);
+    the same few queries however many customers there are."""
+    inputs = metered_inputs_of(uow, [(customer, candidates) for customer, candidates, _ in owned])
     statuses = uow.rollups.statuses(sorted({i.meter.id for i in inputs.values()}))
     # The newest checkpoint of each, unchecked: the read's statement checks them, and a
     # checkpoint it refuses is replaced (`_with_checked_checkpoints`).
     newest = uow.checkpoints.newest_of([i for i in inputs if _tracked(inputs[i], statuses)])
-    metered: dict[str, _Metered] = {}
-    for entitlement_id, entitlement_inputs in inputs.items():
-        meter = entitlement_inputs.meter
-        status = statuses.get(meter.id)
-        ready = status if status is not None and status.ready and not meter.is_deleted else None
-        checkpoint = newest.get(entitlement_id)
-        if checkpoint is not None and not fits(entitlement_inputs, checkpoint):
-            checkpoint = None
-        metered[entitlement_id] = _Metered(entitlement_inputs, ready, checkpoint)
-    return Definitions(version, customer, revision, candidates, metered)
+    loaded = []
+    for customer, candidates, revision in owned:
+        metered: dict[str, _Metered] = {}
+        for entitlement in candidates:
+            entitlement_inputs = inputs.get(entitlement.id)
+            if entitlement_inputs is None:
+                continue
+            meter = entitlement_inputs.meter
+            status = statuses.get(meter.id)
+            ready = status if status is not None and status.ready and not meter.is_deleted else None
+            checkpoint = newest.get(entitlement.id)
+            if checkpoint is not None and not fits(entitlement_inputs, checkpoint):
+                checkpoint = None
+            metered[entitlement.id] = _Metered(entitlement_inputs, ready, checkpoint)
+        loaded.append(Definitions(version, customer, revision, candidates, metered))
+    return loaded
 
 
 def _tracked(inputs: MeteredInputs, statuses: Mapping[str, RollupStatus]) -> bool:

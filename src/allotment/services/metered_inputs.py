@@ -51,18 +51,26 @@ def metered_inputs(
     uow: UnitOfWork, customer: Customer, entitlements: Sequence[Entitlement]
 ) -> dict[str, MeteredInputs]:
     """Inputs for each metered entitlement of `customer` in `entitlements`, by id."""
-    metered = [e for e in entitlements if e.is_metered]
+    return metered_inputs_of(uow, [(customer, entitlements)])
+
+
+def metered_inputs_of(
+    uow: UnitOfWork, owned: Sequence[tuple[Customer, Sequence[Entitlement]]]
+) -> dict[str, MeteredInputs]:
+    """Inputs for each metered entitlement in `owned` (each with the customer that holds it),
+    by id; the same few queries however many customers there are."""
+    metered = [(c, e) for c, entitlements in owned for e in entitlements if e.is_metered]
     if not metered:
         return {}
-    ids = [e.id for e in metered]
+    ids = [e.id for _c, e in metered]
     grants = uow.grants.for_entitlements(ids)
     resets = uow.entitlements.resets_of(ids)
-    features = uow.features.get_many([e.feature_id for e in metered])
-    slugs = [f.meter_slug for f in features.values() if f.meter_slug is not None]
+    features = uow.features.get_many(list({e.feature_id for _c, e in metered}))
+    slugs = sorted({f.meter_slug for f in features.values() if f.meter_slug is not None})
     # A deleted meter's events still measure the entitlements it backed.
     meters = uow.meters.for_slugs(slugs)
     result: dict[str, MeteredInputs] = {}
-    for entitlement in metered:
+    for customer, entitlement in metered:
         feature = features[entitlement.feature_id]  # archived, never removed
         meter = _meter(meters, entitlement, feature)
         result[entitlement.id] = MeteredInputs(

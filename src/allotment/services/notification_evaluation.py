@@ -29,11 +29,10 @@ from allotment.domain.notifications import (
     newly_crossed,
 )
 from allotment.domain.subjects import Subject
-from allotment.errors import NotFound
 from allotment.ids import new_id
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import owner_keys
-from allotment.services.entitlement_values import customer_access
+from allotment.services.entitlement_values import values_of_customers
 from allotment.services.entitlements import EntitlementView
 from allotment.services.entitlements import view_with_resets as view_of
 from allotment.services.notification_payloads import PayloadRenderer, Snapshot, payload
@@ -103,8 +102,9 @@ def evaluate_pending(
 ) -> EvaluationReport:
     """One round of the evaluator (see the module docstring).
 
-    Definitions are read in one transaction, values through the check-access path (cached
-    definitions, one statement per customer), and the outcome written in a short transaction,
+    Definitions and values are read in one transaction (the definitions of every customer
+    together, then usage in one statement per customer: a process's check-access cache would
+    miss on most of them), and the outcome written in a short transaction,
     so the evaluation never holds SQLite's write lock (ingest's) for long. A change that lands
     in between is queued and evaluated in the next round; the fired keys keep a threshold that
     two rounds both saw crossed from being notified twice. While another process evaluates,
@@ -126,16 +126,16 @@ def _evaluate_round(
         if not pending.ids and not ended:
             return EvaluationReport()
         watched = _watched(uow, pending, ended, now)
+        by_customer = _by_customer(watched)
+        values = values_of_customers(
+            uow,
+            [(group[0].customer, [item.entitlement for item in group]) for group in by_customer],
+            now,
+        )
     plan = _Plan(pending_ids=pending.ids, ended=ended)
-    for customer_id, group in _by_customer(watched).items():
-        try:
-            values = customer_access(context, customer_id, now, ask_for_checkpoints=False)
-        except NotFound:
-            continue  # deleted since: nothing to tell
+    for group in by_customer:
         for item in group:
-            value = values.get(item.entitlement.feature_key)
-            if value is not None:
-                _plan_entitlement(plan, item, value)
+            _plan_entitlement(plan, item, values[item.customer.id][item.entitlement.id])
     report = EvaluationReport(evaluated=len(plan.evaluated))
     with context.database.unit_of_work(write=True) as uow:
         for entitlement_id in plan.unwatched:
@@ -192,11 +192,11 @@ def _watched(
     return watched
 
 
-def _by_customer(watched: Sequence[_Watched]) -> dict[str, list[_Watched]]:
+def _by_customer(watched: Sequence[_Watched]) -> list[list[_Watched]]:
     grouped: dict[str, list[_Watched]] = {}
     for item in watched:
         grouped.setdefault(item.customer.id, []).append(item)
-    return grouped
+    return list(grouped.values())
 
 
 def _plan_entitlement(plan: _Plan, item: _Watched, value: EntitlementValue) -> None:
