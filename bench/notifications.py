@@ -171,7 +171,7 @@ def measure_n1(
     receiver: Receiver,
     channel_id: str,
 ) -> Rule:
-    per_pass = ctx.scale.b1_events
+    per_pass = ctx.scale.n1_events
     events = suite.b1_events(ctx, per_pass * len(MODES), "n1")
     body = {
         "type": "entitlements.balance.threshold",

@@ -20,6 +20,10 @@ class Scale:
     b2_customers: int
     """How many distinct customers B2's checks rotate over."""
     b1_events: int
+    n1_events: int
+    """Events of each of N1's eight passes: at quick scale more than B1's, since a pass of a
+    second (20,000 events) varied by a third from one pass to the next, too much to tell a
+    tenth apart."""
     duration: float
     """Seconds of each load phase."""
     b5_rounds: int
@@ -45,6 +49,7 @@ QUICK = Scale(
     b7_events_per_entitlement=2,
     b2_customers=200,
     b1_events=20_000,
+    n1_events=60_000,
     duration=3.0,
     b5_rounds=10,
 )
@@ -58,6 +63,7 @@ FULL = Scale(
     b7_events_per_entitlement=10,
     b2_customers=500,
     b1_events=500_000,
+    n1_events=500_000,
     duration=10.0,
     b5_rounds=20,
 )
@@ -71,6 +77,7 @@ TINY = Scale(
     b7_events_per_entitlement=1,
     b2_customers=10,
     b1_events=2_000,
+    n1_events=2_000,
     duration=0.5,
     b5_rounds=2,
     small_events=100,

@@ -81,3 +81,34 @@ def test_a_rest_ends_once_nothing_new_was_queued_for_a_while(context: ServiceCon
     assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED)
     assert not worker._rest_over(t0 + maintenance.WRITES_PAUSED * 1.5)
     assert worker._rest_over(t0 + maintenance.WRITES_PAUSED * 2)
+
+
+def test_a_burst_after_a_quiet_spell_settles_before_its_first_round(
+    context: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evaluated: list[bool] = []
+    real = maintenance.run_once
+
+    def watched(ctx: ServiceContext, render: object = None) -> MaintenanceReport:
+        evaluated.append(render is not None)
+        return real(ctx, render)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maintenance, "run_once", watched)
+    worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
+    _queue(context, 1)  # a lone crossing: evaluated at once
+    worker._round()
+    assert evaluated == [True]
+    worker._evaluate_after = 0.0  # as after a long quiet spell
+    _queue(context, maintenance.FEW_QUEUED + 1)  # a burst begins
+    seen = time.monotonic()
+    worker._round()
+    assert evaluated == [True, False]
+    assert worker._evaluate_after >= seen + maintenance.BURST_SETTLE
+    _queue(context, 100)  # it goes on; the settle is not restarted by it
+    worker._round()
+    assert evaluated == [True, False, False]
+    worker._evaluate_after = time.monotonic()  # the settle is over
+    worker._round()
+    assert evaluated == [True, False, False, True]
+    with context.database.single_statement() as uow:
+        assert uow.outbox.count_pending(10) == 0  # the one round took the whole burst
