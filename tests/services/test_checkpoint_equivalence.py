@@ -314,3 +314,42 @@ def test_a_late_event_before_a_checkpoint_counts_at_once_and_after_compaction(
     # Any checkpoint left (maintenance may have saved a new one) counts the late event.
     assert all(state is not None and state.period_usage == 150 for state in states)
     assert entitlement_values.entitlement_value(context, ACME, "ai_tokens").balance == 850
+
+
+def test_many_checkpoints_asked_at_once_are_saved_in_chunks_and_resumed_exactly(
+    database: Database,
+) -> None:
+    # A customer's read of many features asks for all their checkpoints at once; maintenance
+    # saves them a chunk per transaction, several customers mixed in one chunk.
+    clock = SettableClock(START + timedelta(hours=6))
+    context = ServiceContext(database=database, clock=clock)
+    make_meter(context)
+    count = maintenance.CHECKPOINT_CHUNK + 5
+    for f in range(count):
+        make_feature(context, f"f{f}")
+    for who in ("acme", "beta"):
+        make_customer(context, who, (who,))
+        for f in range(count):
+            entitlements.create_entitlement(
+                context,
+                CustomerOwner(who),
+                metered(feature_key=f"f{f}", interval="DAY", anchor=START, issue_after_reset=1000),
+            )
+    send_usage(context, 100, START + timedelta(hours=1), subject="acme")
+    send_usage(context, 7, START + timedelta(hours=2), subject="beta")
+    before = {who: entitlement_values.customer_access(context, who) for who in ("acme", "beta")}
+    with database.unit_of_work() as uow:
+        ids = [row[0] for row in uow.connection.exec_driver_sql("SELECT id FROM entitlements")]
+    assert len(ids) == 2 * count
+    assert maintenance.save_checkpoints(context, ids) == 2 * count
+    with database.unit_of_work() as uow:
+        saved = uow.checkpoints.newest_of(ids)
+    assert set(saved) == set(ids)
+    # Reads now resume from them: the same values, and later usage still counts.
+    send_usage(context, 1, START + timedelta(hours=5, minutes=59), subject="beta")
+    fresh = ServiceContext(database=database, clock=clock, caches=ServiceCaches())
+    for who, used in (("acme", 100), ("beta", 8)):
+        values = entitlement_values.customer_access(fresh, who)
+        assert {v.usage for v in values.values()} == {used}
+        assert {v.balance for v in values.values()} == {1000 - used}
+    assert before["acme"] == entitlement_values.customer_access(fresh, "acme")
