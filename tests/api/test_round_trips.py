@@ -241,3 +241,34 @@ def test_checkpoints_saved_one_by_one_keep_the_customer_on_one_compiled_statemen
     # Reads from one, two, then three checkpoints: one statement for all of them (compiled
     # at the first, when it was new), none after.
     assert len(shapes) <= 1
+
+
+def test_a_late_event_before_the_checkpoints_reloads_checkpoints_only(
+    quiet_client: TestClient, context: ServiceContext, statements: Statements
+) -> None:
+    """Late usage before a checkpoint makes the next read's statement refuse it; the cached
+    definitions still hold, so the read chooses checkpoints again and loads nothing else."""
+    features = _metered_features(quiet_client, 3)
+    _entitled(quiet_client, "acme", features)
+    send_usage(quiet_client, 7, "2024-01-10T10:00:00Z")
+    run_until_idle(context)
+    path = "/api/v1/customers/acme/access"
+    quiet_client.get(path)
+    assert run_until_idle(context).checkpoints == len(features)
+    quiet_client.get(path)  # adopts them
+    send_usage(quiet_client, 5, "2024-01-12T10:00:00Z")  # before every checkpoint
+
+    statements.on = True
+    statements.reset()
+    after = quiet_client.get(path).json()["entitlements"]
+    assert {value["usage"] for value in after.values()} == {12}
+    # Read statements (they check the customer's revision too) and what choosing checkpoints
+    # reads: no query of the definitions' own tables.
+    reloaded = [
+        sql.split()[:12]
+        for sql in statements.sql
+        if not sql.startswith("WITH candidates")
+        and any(f"FROM {table}" in sql for table in ("customers", "entitlements", "grants"))
+    ]
+    assert reloaded == [], reloaded
+    assert quiet_client.get(path).json()["entitlements"] == after

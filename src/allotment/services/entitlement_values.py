@@ -11,8 +11,9 @@ This is the hot path, so a read is built to cost one database round trip:
   loaded at (services/caches.py).
 - One statement then checks those stamps, checks that the checkpoint still holds, and reads the
   usage of every window the engine planned from it (storage/rollup_reads.py `read`).
-- If a stamp moved or the checkpoint fell, the read loads everything again in one consistent
-  transaction and computes there: a few more round trips, once per change.
+- If a stamp moved, the read loads everything again in one consistent transaction and
+  computes there: a few more round trips, once per change. If only the checkpoint fell (late
+  usage before it), only the checkpoints are chosen again.
 
 The value is always exactly what a computation from measurement start over every stored event,
 grant and reset gives; caches and checkpoints only decide how much has to be read.
@@ -89,8 +90,10 @@ class Definitions:
 @dataclass(frozen=True)
 class _Read:
     values: dict[str, EntitlementValue]
+    definitions_current: bool
+    """The stamps the definitions were loaded at still held in the statement that read usage."""
     current: bool
-    """The stamps and checkpoints the read used still held in the statement that read usage."""
+    """Those stamps and the checkpoints the read used all held."""
     newer_checkpoint: bool
 
 
@@ -183,6 +186,16 @@ def _read(
             else:
                 _ask_for_checkpoints(context, cached, t, now)
             return cached, read.values
+        if read.definitions_current:
+            # Only a checkpoint fell (late usage before it): the definitions still hold, so
+            # only the checkpoints are chosen again, not everything loaded anew.
+            with context.database.unit_of_work() as uow:
+                rechecked = _with_checked_checkpoints(uow, cached)
+                again = _evaluate(uow, rechecked, t)
+            if again.current:
+                caches.remember_definitions(key, rechecked)
+                _ask_for_checkpoints(context, rechecked, t, now)
+                return rechecked, again.values
     with context.database.unit_of_work() as uow:
         loaded = _evaluate_loaded(uow, load(uow), t)
     caches.remember_definitions(key, loaded.definitions)
@@ -297,17 +310,17 @@ def _evaluate(
         at=t,
     )
     result, usage = uow.usage_store.read(probe, requests)
-    current = (
+    definitions_current = (
         result.catalog_version == definitions.catalog_version
         and result.customer_revision == definitions.customer_revision
-        and result.checkpoint_valid
     )
     for (entitlement, metered, start, windows), found in zip(runs, usage, strict=True):
         inputs = metered.inputs
         by_window = dict(zip(windows, found, strict=True))
         value, _run = metered_value(inputs.terms, inputs.grants, t, by_window, start_state=start)
         values[entitlement.id] = value
-    return _Read(values, current, result.newer_checkpoint)
+    current = definitions_current and result.checkpoint_valid
+    return _Read(values, definitions_current, current, result.newer_checkpoint)
 
 
 def _usable(
