@@ -278,12 +278,18 @@ def test_values_with_and_without_checkpoints_are_identical(
     _check(ServiceContext(database=database, clock=clock), clock)
 
 
-def test_a_late_event_before_a_checkpoint_counts_at_once_and_after_compaction(
-    database: Database,
-) -> None:
+def _six_hours_in(database: Database) -> tuple[ServiceContext, SettableClock]:
+    """A context six hours after START, with the tokens meter."""
     clock = SettableClock(START + timedelta(hours=6))
     context = ServiceContext(database=database, clock=clock)
     make_meter(context)
+    return context, clock
+
+
+def test_a_late_event_before_a_checkpoint_counts_at_once_and_after_compaction(
+    database: Database,
+) -> None:
+    context, clock = _six_hours_in(database)
     make_feature(context)
     make_customer(context)
     entitlements.create_entitlement(
@@ -321,9 +327,7 @@ def test_many_checkpoints_asked_at_once_are_saved_in_chunks_and_resumed_exactly(
 ) -> None:
     # A customer's read of many features asks for all their checkpoints at once; maintenance
     # saves them a chunk per transaction, several customers mixed in one chunk.
-    clock = SettableClock(START + timedelta(hours=6))
-    context = ServiceContext(database=database, clock=clock)
-    make_meter(context)
+    context, clock = _six_hours_in(database)
     count = maintenance.CHECKPOINT_CHUNK + 5
     for f in range(count):
         make_feature(context, f"f{f}")

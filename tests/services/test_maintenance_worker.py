@@ -39,9 +39,8 @@ def _queue(context: ServiceContext, subjects: int) -> None:
         uow.commit()
 
 
-def test_a_rest_ends_early_for_a_few_queued_items_but_not_for_many(
-    context: ServiceContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _evaluations(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each maintenance round from now on evaluated notifications, in order."""
     evaluated: list[bool] = []
     real = maintenance.run_once
 
@@ -50,6 +49,13 @@ def test_a_rest_ends_early_for_a_few_queued_items_but_not_for_many(
         return real(ctx, render)  # type: ignore[arg-type]
 
     monkeypatch.setattr(maintenance, "run_once", watched)
+    return evaluated
+
+
+def test_a_rest_ends_early_for_a_few_queued_items_but_not_for_many(
+    context: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evaluated = _evaluations(monkeypatch)
     worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
     # As after a heavy round: a long rest ahead.
     rest_until = time.monotonic() + 100
@@ -86,14 +92,7 @@ def test_a_rest_ends_once_nothing_new_was_queued_for_a_while(context: ServiceCon
 def test_a_burst_after_a_quiet_spell_settles_before_its_first_round(
     context: ServiceContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    evaluated: list[bool] = []
-    real = maintenance.run_once
-
-    def watched(ctx: ServiceContext, render: object = None) -> MaintenanceReport:
-        evaluated.append(render is not None)
-        return real(ctx, render)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(maintenance, "run_once", watched)
+    evaluated = _evaluations(monkeypatch)
     worker = MaintenanceWorker(context, timedelta(seconds=1), render=render_payload_data)
     _queue(context, 1)  # a lone crossing: evaluated at once
     worker._round()

@@ -31,6 +31,7 @@ from allotment.storage.tables import (
     notification_pending,
     notification_periods,
 )
+from allotment.storage.types import to_micros
 
 _events = notification_events
 _deliveries = notification_deliveries
@@ -278,12 +279,22 @@ class OutboxRepository(Repository):
     def enqueue(
         self, at: datetime, subject_keys: Iterable[str] = (), entitlement_ids: Iterable[str] = ()
     ) -> None:
-        rows = [
-            {"subject_key": key, "entitlement_id": None, "created_at": at} for key in subject_keys
-        ]
+        subjects, ids = list(subject_keys), list(entitlement_ids)
+        if self.dialect == "postgresql":
+            # One array parameter each: an ingest batch queues hundreds of subjects, and a
+            # VALUES row apiece cost 8 ms a batch to send and plan (bench N1 lost a tenth).
+            for column, values in (("subject_key", subjects), ("entitlement_id", ids)):
+                if values:
+                    self.connection.exec_driver_sql(
+                        f"INSERT INTO notification_pending ({column}, created_at) "
+                        "SELECT queued, %s FROM unnest(%s::text[]) AS queued",
+                        (to_micros(at), values),
+                    )
+            return
+        rows = [{"subject_key": key, "entitlement_id": None, "created_at": at} for key in subjects]
         rows += [
             {"subject_key": None, "entitlement_id": entitlement_id, "created_at": at}
-            for entitlement_id in entitlement_ids
+            for entitlement_id in ids
         ]
         if rows:
             self.connection.execute(insert(notification_pending), rows)
