@@ -34,6 +34,7 @@ from allotment.storage.tables import (
 from allotment.storage.types import to_micros
 
 _events = notification_events
+_SQLITE_IDS_PER_STATEMENT = 10_000
 _deliveries = notification_deliveries
 
 
@@ -329,9 +330,19 @@ class OutboxRepository(Repository):
         return None if row is None else (row.id, row.created_at)
 
     def done(self, pending_ids: Sequence[int]) -> None:
-        if pending_ids:
+        """Remove the queued items a round took (up to tens of thousands: one array parameter
+        on PostgreSQL, lists well under SQLite's usual 32,766 parameters)."""
+        if self.dialect == "postgresql":
+            if pending_ids:
+                self.connection.exec_driver_sql(
+                    "DELETE FROM notification_pending WHERE id = ANY(%s::bigint[])",
+                    (list(pending_ids),),
+                )
+            return
+        for start in range(0, len(pending_ids), _SQLITE_IDS_PER_STATEMENT):
+            chunk = pending_ids[start : start + _SQLITE_IDS_PER_STATEMENT]
             self.connection.execute(
-                delete(notification_pending).where(notification_pending.c.id.in_(pending_ids))
+                delete(notification_pending).where(notification_pending.c.id.in_(chunk))
             )
 
     # -- fired thresholds and periods
