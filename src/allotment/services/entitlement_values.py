@@ -53,6 +53,7 @@ from allotment.services.metered_inputs import (
     checkpoint_start,
     fits,
     metered_inputs_of,
+    usage_request,
 )
 from allotment.storage import UnitOfWork
 from allotment.storage.repositories.versions import CATALOG
@@ -92,9 +93,13 @@ class _Read:
     values: dict[str, EntitlementValue]
     definitions_current: bool
     """The stamps the definitions were loaded at still held in the statement that read usage."""
-    current: bool
-    """Those stamps and the checkpoints the read used all held."""
+    checkpoints_valid: bool
+    """The checkpoints the read started from still held there too."""
     newer_checkpoint: bool
+
+    @property
+    def current(self) -> bool:
+        return self.definitions_current and self.checkpoints_valid
 
 
 def entitlement_value(
@@ -190,12 +195,11 @@ def _read(
             # Only a checkpoint fell (late usage before it): the definitions still hold, so
             # only the checkpoints are chosen again, not everything loaded anew.
             with context.database.unit_of_work() as uow:
-                rechecked = _with_checked_checkpoints(uow, cached)
-                again = _evaluate(uow, rechecked, t)
+                again = _with_checkpoints_rechosen(uow, cached, t)
             if again.current:
-                caches.remember_definitions(key, rechecked)
-                _ask_for_checkpoints(context, rechecked, t, now)
-                return rechecked, again.values
+                caches.remember_definitions(key, again.definitions)
+                _ask_for_checkpoints(context, again.definitions, t, now)
+                return again.definitions, again.values
     with context.database.unit_of_work() as uow:
         loaded = _evaluate_loaded(uow, load(uow), t)
     caches.remember_definitions(key, loaded.definitions)
@@ -206,19 +210,27 @@ def _read(
 @dataclass(frozen=True)
 class _Loaded:
     definitions: Definitions
-    """As loaded, with the checkpoints the statement refused replaced."""
+    """As read with, the checkpoints the statement refused replaced."""
     values: dict[str, EntitlementValue]
+    current: bool
 
 
 def _evaluate_loaded(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Loaded:
     """Values from definitions loaded in this very unit (snapshot)."""
     read = _evaluate(uow, definitions, t)
-    if not read.current:
-        # Loaded in this very snapshot, so only a checkpoint can fail: one that late usage
-        # waiting in the deltas predates. Keep the valid ones, each checked on its own.
-        definitions = _with_checked_checkpoints(uow, definitions)
-        read = _evaluate(uow, definitions, t)
-    return _Loaded(definitions, read.values)
+    if read.current:
+        return _Loaded(definitions, read.values, current=True)
+    # Loaded in this very snapshot, so only a checkpoint can fail: one that late usage
+    # waiting in the deltas predates.
+    return _with_checkpoints_rechosen(uow, definitions, t)
+
+
+def _with_checkpoints_rechosen(uow: UnitOfWork, definitions: Definitions, t: datetime) -> _Loaded:
+    """The values with each entitlement's newest checkpoint that still holds, each checked on
+    its own in this unit."""
+    definitions = _with_checked_checkpoints(uow, definitions)
+    read = _evaluate(uow, definitions, t)
+    return _Loaded(definitions, read.values, read.current)
 
 
 def _with_newest_checkpoints(uow: UnitOfWork, definitions: Definitions) -> Definitions:
@@ -286,15 +298,7 @@ def _evaluate(
             start = _usable(metered.checkpoint, inputs, t)
             windows = plan_metered_read(inputs.terms, inputs.grants, t, start)
             runs.append((entitlement, metered, start, windows))
-            requests.append(
-                UsageRequest(
-                    inputs.meter,
-                    inputs.subject_keys,
-                    [(w.start, w.end, w.period_start) for w in windows],
-                    inputs.group_filters,
-                    metered.rollups,
-                )
-            )
+            requests.append(usage_request(inputs, windows, metered.rollups))
     probe = Probe(
         customer_id=definitions.customer.id if definitions.customer else None,
         checkpoints=tuple(
@@ -319,8 +323,7 @@ def _evaluate(
         by_window = dict(zip(windows, found, strict=True))
         value, _run = metered_value(inputs.terms, inputs.grants, t, by_window, start_state=start)
         values[entitlement.id] = value
-    current = definitions_current and result.checkpoint_valid
-    return _Read(values, definitions_current, current, result.newer_checkpoint)
+    return _Read(values, definitions_current, result.checkpoint_valid, result.newer_checkpoint)
 
 
 def _usable(

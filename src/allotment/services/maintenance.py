@@ -35,6 +35,7 @@ from allotment.services.metered_inputs import (
     MeteredInputs,
     checkpoint_start,
     metered_inputs_of,
+    usage_request,
 )
 from allotment.services.notification_evaluation import evaluate_pending
 from allotment.services.notification_payloads import PayloadRenderer
@@ -42,7 +43,6 @@ from allotment.storage import UnitOfWork
 from allotment.storage.rollup_reads import Probe
 from allotment.storage.rollups import RollupStatus
 from allotment.storage.types import to_micros
-from allotment.storage.usage_store import UsageRequest
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +189,7 @@ def _save_checkpoints(uow: UnitOfWork, entitlement_ids: list[str], now: datetime
     # The usage of every planned run in one statement, as check access reads a customer's.
     _, usage = uow.usage_store.read(
         Probe(customer_id=None),
-        [
-            UsageRequest(
-                p.inputs.meter,
-                p.inputs.subject_keys,
-                [(w.start, w.end, w.period_start) for w in p.windows],
-                p.inputs.group_filters,
-                statuses[p.inputs.meter.id],
-            )
-            for p in planned
-        ],
+        [usage_request(p.inputs, p.windows, statuses[p.inputs.meter.id]) for p in planned],
     )
     saved = 0
     for p, found in zip(planned, usage, strict=True):

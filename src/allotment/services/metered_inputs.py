@@ -30,6 +30,8 @@ from allotment.domain.group_filters import StringFilter
 from allotment.domain.meters import Meter
 from allotment.errors import PreconditionFailed
 from allotment.storage import UnitOfWork
+from allotment.storage.rollups import RollupStatus
+from allotment.storage.usage_store import UsageRequest
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,21 @@ def _meter(meters: Mapping[str, Meter], entitlement: Entitlement, feature: Featu
             field="featureKey",
         )
     return meter
+
+
+def usage_request(
+    inputs: MeteredInputs, windows: Sequence[UsageWindow], status: RollupStatus | None
+) -> UsageRequest:
+    """The usage-store request for the windows the engine planned for one entitlement, for
+    reads that take many entitlements' usage in one statement (`UsageStore.read`). `status`:
+    the meter's ready roll-ups; None reads the raw events."""
+    return UsageRequest(
+        inputs.meter,
+        inputs.subject_keys,
+        [(w.start, w.end, w.period_start) for w in windows],
+        inputs.group_filters,
+        status,
+    )
 
 
 def usage_in(
