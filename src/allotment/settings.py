@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # How long a server process trusts an API key it has checked before asking the database
     # again: a key revoked by another process (or the CLI) stops working within this time.
     api_key_cache_seconds: float = 5.0
+    # Whether checks may be answered again from a response this host computed earlier, while
+    # no process on this host has written anything it depends on (storage/change_board.py):
+    # `auto` (SQLite, or a PostgreSQL on this host), `on`, or `off`. Only processes on one host
+    # see its board: set `off` where servers or the CLI on another host write to the database.
+    change_board: Literal["auto", "on", "off"] = "auto"
     # Webhook notifications: whether this server process sends them (with `false`, run
     # `allotment worker` elsewhere), and how long one attempt may take before it counts as failed.
     webhook_sender_enabled: bool = True
@@ -124,4 +129,5 @@ class Settings(BaseSettings):
             pool_timeout=self.database_pool_timeout_seconds,
             sqlite_busy_timeout=self.sqlite_busy_timeout_seconds,
             retry_after=self.retry_after_seconds,
+            change_board=self.change_board,
         )

@@ -13,9 +13,9 @@ message; the work done here is then simply repeated, which a read may afford.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,13 +25,16 @@ from allotment.api import metrics
 from allotment.api.rate_limits import RateLimits
 from allotment.api.request_info import request_info
 from allotment.api.schemas.entitlements import value_document
-from allotment.domain.api_keys import Action
+from allotment.domain.api_keys import Action, ApiKey
 from allotment.domain.text import is_storable_text
-from allotment.services import api_keys, entitlement_values
+from allotment.services import answer_cache, api_keys, entitlement_values
+from allotment.services.answer_cache import ReadScope
 from allotment.services.context import ServiceContext
 from allotment.services.entitlement_owners import CustomerOwner, Owner, SubjectOwner
 
 _SEGMENT: Final = r"([^/]+)"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class _ValueRoute:
     owner: Callable[[str], Owner]
     with_grant_balances: bool
 
+
+_ACCESS_ROUTE: Final = _Template("/api/v1/customers/{customerIdOrKey}/access")
+_ACCESS_PATH: Final = re.compile(rf"/api/v1/customers/{_SEGMENT}/access")
 
 _ROUTES: Final = (
     _ValueRoute(
@@ -89,7 +95,7 @@ class FastValueReads:
             scope["type"] != "http"
             or scope["method"] != "GET"
             or scope["query_string"]
-            or not scope["path"].endswith("/value")
+            or not scope["path"].endswith(("/value", "/access"))
         ):
             await self.app(scope, receive, send)
             return
@@ -112,6 +118,9 @@ class FastValueReads:
     async def _answer(self, scope: Scope) -> bytes | None:
         """The response body, or None to leave the request to FastAPI."""
         path: str = scope["path"]
+        access = _ACCESS_PATH.fullmatch(path)
+        if access is not None:
+            return await self._access(scope, access.group(1))
         for route in _ROUTES:
             match = route.pattern.fullmatch(path)
             if match is not None:
@@ -121,33 +130,79 @@ class FastValueReads:
         owner_text, feature = match.groups()
         if not (is_storable_text(owner_text) and is_storable_text(feature)):
             return None
+        key = self._authenticated(scope)
+        if key is None:
+            return None
+        owner = route.owner(owner_text)
+        with_grant_balances = route.with_grant_balances
+
+        def compute() -> tuple[tuple[bytes, bool], ReadScope | None]:
+            value, depends_on = entitlement_values.entitlement_value_now(
+                self.context, owner, feature
+            )
+            document: Any = value_document(value, with_grant_balances=with_grant_balances)
+            return (json_exact.dumps(document), value.has_access), depends_on
+
+        found = await self._kept_or_computed((route.route.path, owner_text, feature), compute)
+        if found is None:
+            return None
+        body, has_access = found
+        _describe(scope, route.route, key.id)
+        metrics.record_access_check(has_access)
+        return body
+
+    async def _access(self, scope: Scope, customer: str) -> bytes | None:
+        if not is_storable_text(customer):
+            return None
+        key = self._authenticated(scope)
+        if key is None:
+            return None
+
+        def compute() -> tuple[bytes, ReadScope | None]:
+            values, depends_on = entitlement_values.customer_access_now(self.context, customer)
+            documents = {
+                feature: value_document(value, with_grant_balances=False)
+                for feature, value in values.items()
+            }
+            return json_exact.dumps({"entitlements": documents}), depends_on
+
+        body = await self._kept_or_computed((_ACCESS_ROUTE.path, customer), compute)
+        if body is not None:
+            _describe(scope, _ACCESS_ROUTE, key.id)
+        return body
+
+    def _authenticated(self, scope: Scope) -> ApiKey | None:
         secret = _bearer(scope)
         if secret is None:
             return None
         try:
             self.rate_limits.refuse_if_blocked((scope.get("client") or ("unknown", 0))[0])
-            key = api_keys.authenticate_from_cache(self.context, secret, Action.READ)
+            return api_keys.authenticate_from_cache(self.context, secret, Action.READ)
         except Exception:
             return None
-        if key is None:
-            return None
-        owner = route.owner(owner_text)
+
+    async def _kept_or_computed(
+        self, key: Hashable, compute: Callable[[], tuple[T, ReadScope | None]]
+    ) -> T | None:
+        """The answer kept for `key` (services/answer_cache.py), else computed; None when
+        computing failed (FastAPI's route gives the error its status and message)."""
+        kept: T | None = answer_cache.kept(self.context, key)
+        if kept is not None:
+            return kept
         try:
             if self.inline:
-                value = entitlement_values.entitlement_value(self.context, owner, feature)
-            else:
-                value = await to_thread.run_sync(
-                    entitlement_values.entitlement_value, self.context, owner, feature
-                )
+                return answer_cache.answer(self.context, key, compute)
+            return await to_thread.run_sync(answer_cache.answer, self.context, key, compute)
         except Exception:
-            return None  # FastAPI's route gives the error its status and message
-        scope["route"] = route.route
-        info = request_info(scope)
-        if info is not None:
-            info.key_id = key.id
-        metrics.record_access_check(value.has_access)
-        document: Any = value_document(value, with_grant_balances=route.with_grant_balances)
-        return json_exact.dumps(document)
+            return None
+
+
+def _describe(scope: Scope, route: _Template, key_id: str) -> None:
+    """What logs and metrics say of a request answered here."""
+    scope["route"] = route
+    info = request_info(scope)
+    if info is not None:
+        info.key_id = key_id
 
 
 def _bearer(scope: Scope) -> str | None:

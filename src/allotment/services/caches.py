@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from allotment.domain.api_keys import ApiKey
@@ -25,6 +26,41 @@ class _RolledMeters:
     by_event_type: dict[str, tuple[RolledMeter, ...]]
     series: dict[SeriesKey, int] = field(default_factory=dict)
     """Series ids ingest looked up (a series' id never changes; a meter write starts over)."""
+
+
+ANSWERS_KEPT_MAX = 20_000
+"""Past this many kept answers the cache starts over (an answer is a few hundred bytes, a
+customer's whole access list a few tens of kB)."""
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    """A read's answer kept by services/answer_cache.py, with what it depends on."""
+
+    minute: int
+    until: datetime | None
+    keys: tuple[str, ...]
+    stamps: tuple[int, ...]
+    payload: Any
+
+
+@dataclass
+class AnswerCache:
+    """One process's kept answers; thread-safe (entries are replaced whole)."""
+
+    _answers: dict[Hashable, KeptAnswer] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, key: Hashable) -> KeptAnswer | None:
+        return self._answers.get(key)
+
+    def keep(self, key: Hashable, answer: KeptAnswer) -> None:
+        with self._lock:
+            if len(self._answers) >= ANSWERS_KEPT_MAX:
+                self._answers.clear()
+            self._answers[key] = answer
 
 
 CacheKey = tuple[Hashable, ...]
@@ -46,6 +82,7 @@ class ServiceCaches:
     checkpoint); the maintenance worker waits on it."""
 
     _definitions: dict[CacheKey, Any] = field(default_factory=dict)
+    answers: AnswerCache = field(default_factory=AnswerCache)
     api_key_seconds: float = 5.0
     """How long a checked API key is trusted without asking the database again: a key revoked
     through another process stops working within this time (at once in this process)."""

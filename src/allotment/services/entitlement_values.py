@@ -40,6 +40,7 @@ from allotment.domain.instants import LATEST, checked_instant
 from allotment.domain.time import truncate_to_minute
 from allotment.errors import NotFound
 from allotment.ids import is_ulid
+from allotment.services.answer_cache import ReadScope
 from allotment.services.caches import CacheKey
 from allotment.services.context import ServiceContext
 from allotment.services.customers import resolve_customer
@@ -111,13 +112,27 @@ def entitlement_value(
     `hasAccess: false`; an id-shaped value that names no entitlement of the owner is NotFound
     (ids are never feature keys). Raises NotFound for an unknown owner.
     """
+    return _entitlement_value(context, owner, id_or_feature_key, at)[0]
+
+
+def entitlement_value_now(
+    context: ServiceContext, owner: Owner, id_or_feature_key: str
+) -> tuple[EntitlementValue, ReadScope | None]:
+    """`entitlement_value` now, and what it depends on (services/answer_cache.py)."""
+    value, definitions, t = _entitlement_value(context, owner, id_or_feature_key, None)
+    return value, _scope(definitions, t)
+
+
+def _entitlement_value(
+    context: ServiceContext, owner: Owner, id_or_feature_key: str, at: datetime | None
+) -> tuple[EntitlementValue, Definitions, datetime]:
     now = context.clock()
     t = checked_instant(at or now, "time")
     key: CacheKey = ("value", owner, id_or_feature_key)
     definitions, values = _read(
         context, key, t, now, lambda uow: _load_for_key(uow, owner, id_or_feature_key)
     )
-    return _choose(definitions, values, id_or_feature_key, t)
+    return _choose(definitions, values, id_or_feature_key, t), definitions, t
 
 
 def customer_access(
@@ -126,6 +141,20 @@ def customer_access(
     at: datetime | None = None,
 ) -> dict[str, EntitlementValue]:
     """Every entitlement the customer holds at `at` (default now), by feature key."""
+    return _customer_access(context, customer_id_or_key, at)[0]
+
+
+def customer_access_now(
+    context: ServiceContext, customer_id_or_key: str
+) -> tuple[dict[str, EntitlementValue], ReadScope | None]:
+    """`customer_access` now, and what it depends on (services/answer_cache.py)."""
+    values, definitions, t = _customer_access(context, customer_id_or_key, None)
+    return values, _scope(definitions, t)
+
+
+def _customer_access(
+    context: ServiceContext, customer_id_or_key: str, at: datetime | None
+) -> tuple[dict[str, EntitlementValue], Definitions, datetime]:
     now = context.clock()
     t = checked_instant(at or now, "time")
     key: CacheKey = ("access", customer_id_or_key)
@@ -140,7 +169,21 @@ def customer_access(
         (e for e in definitions.entitlements if e.active_at(t)),
         key=lambda e: (e.feature_key, e.created_at),
     )
-    return {entitlement.feature_key: values[entitlement.id] for entitlement in active}
+    return {e.feature_key: values[e.id] for e in active}, definitions, t
+
+
+def _scope(definitions: Definitions, t: datetime) -> ReadScope | None:
+    """What a read at `t` from `definitions` depends on, for answers kept for later reads."""
+    customer = definitions.customer
+    if customer is None:
+        return None
+    boundaries = [
+        instant
+        for entitlement in definitions.entitlements
+        for instant in (entitlement.active_from, entitlement.ends_at)
+        if instant is not None and instant > t
+    ]
+    return ReadScope(customer.id, customer.attribution_keys, min(boundaries, default=None))
 
 
 def values_at(

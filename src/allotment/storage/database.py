@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.pool import NullPool
 
 from allotment import json_exact
 from allotment.errors import Unavailable
+from allotment.storage.change_board import ChangeBoard, board_wanted, open_board
 from allotment.storage.deadlines import Deadlines
 from allotment.storage.sqlite_writers import WriterQueue
 from allotment.storage.turns import postgres_turn, sqlite_turn
@@ -57,6 +59,10 @@ class DatabaseOptions:
     pool_timeout: float = 3.0
     sqlite_busy_timeout: float = 5.0
     retry_after: int = 2
+    change_board: str = "auto"
+    """auto, on or off: storage/change_board.py."""
+    change_board_directory: str | None = None
+    """Where boards live; None: the system's temporary directory."""
 
 
 def normalise_url(url: str) -> str:
@@ -95,10 +101,38 @@ class Database:
         self._writers = (
             WriterQueue(self._path, self.options.sqlite_busy_timeout) if self._path else None
         )
+        self._board_wanted = board_wanted(options.change_board, self.engine)
+        self._board: ChangeBoard | None = None
+        self._board_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def opened_board(self) -> ChangeBoard | None:
+        """The change board if a call to `board` has opened it already (never blocks)."""
+        return self._board
+
+    def board(self, connection: Connection | None = None) -> ChangeBoard | None:
+        """This database's change board on this host, or None when it is off. Opened on first
+        use, through `connection` if given (a unit of work's own, so no second connection
+        waits on its locks); raises when the database cannot be read, so a writer never
+        commits without marking it."""
+        if not self._board_wanted:
+            return None
+        if self._board is None:
+            with self._board_lock:
+                if self._board is None:
+                    if connection is not None:
+                        board = open_board(connection, self.options.change_board_directory)
+                    else:
+                        with self.engine.connect() as own:
+                            board = open_board(own, self.options.change_board_directory)
+                    if board is None:
+                        return None
+                    self._board = board
+        return self._board
 
     def unit_of_work(self, *, write: bool = False) -> UnitOfWork:
         """One transaction. `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE),
@@ -110,6 +144,7 @@ class Database:
             transaction_seconds=self.options.statement_timeout + 2.0,
             unavailable=self.unavailable,
             writers=self._writers,
+            board=self.board,
         )
 
     @contextmanager

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Self
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from allotment.storage.change_board import ChangeBoard, customer_key, subject_key
 from allotment.storage.repositories.base import CHANGES_KEY, DefinitionChanges
 from allotment.storage.sqlite_writers import WriterQueue
 
@@ -55,8 +56,10 @@ class UnitOfWork:
         transaction_seconds: float = 0.0,
         unavailable: Callable[[BaseException], Unavailable | None] | None = None,
         writers: WriterQueue | None = None,
+        board: Callable[[Connection], ChangeBoard | None] | None = None,
     ) -> None:
         self._engine = engine
+        self._board = board
         self._writers = writers if write and not single_statement else None
         self._turn: AbstractContextManager[None] | None = None
         self._write = write
@@ -178,10 +181,20 @@ class UnitOfWork:
 
     def commit(self) -> None:
         changes: DefinitionChanges | None = self.connection.info.get(CHANGES_KEY)
+        board = self._board(self.connection) if self._board is not None and changes else None
+        marked: list[str] = []
         if changes is not None:
-            self.versions.publish(changes)
+            customer_ids = self.versions.publish(changes)
+            marked = [customer_key(c) for c in customer_ids]
+            marked += [subject_key(s) for s in changes.usage_subjects]
             self.connection.info[CHANGES_KEY] = DefinitionChanges()
+        everything = changes is not None and changes.catalog
+        # Marked before and after (storage/change_board.py says why both).
+        if board is not None:
+            board.mark(marked, everything=everything)
         self.connection.commit()
+        if board is not None:
+            board.mark(marked, everything=everything)
 
     # Repositories share this unit's connection, hence its transaction.
 

@@ -37,6 +37,14 @@ class DefinitionChanges:
     customer_ids: set[str] = field(default_factory=set)
     entitlement_ids: set[str] = field(default_factory=set)
     """Customers owning these entitlements changed."""
+    usage_subjects: set[str] = field(default_factory=set)
+    """Subjects whose stored usage changed (events added or excluded): no version stamp, only
+    the change board (storage/change_board.py) hears of them."""
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.catalog or self.customer_ids or self.entitlement_ids or self.usage_subjects
+        )
 
 
 class Repository:

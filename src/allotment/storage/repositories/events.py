@@ -131,8 +131,11 @@ class EventRepository(Repository):
         received = to_micros(received_at)
         texts = data_texts if data_texts is not None else [event_data_text(e.data) for e in batch]
         if self.dialect == "sqlite":
-            return self._add_sqlite(batch, received, texts)
-        return self._add_postgres(batch, received, texts)
+            stored = self._add_sqlite(batch, received, texts)
+        else:
+            stored = self._add_postgres(batch, received, texts)
+        self.changes.usage_subjects.update({batch[index].subject for index, _seq in stored})
+        return stored
 
     def _add_sqlite(
         self, batch: Sequence[Event], received: int, texts: Sequence[str | None]
@@ -196,9 +199,14 @@ class EventRepository(Repository):
         return None if row is None else _to_stored(row)
 
     def set_excluded(self, seq: int, excluded_at: datetime | None) -> None:
-        self.connection.execute(
-            update(events).where(events.c.seq == seq).values(excluded_at=excluded_at)
-        )
+        subject = self.connection.execute(
+            update(events)
+            .where(events.c.seq == seq)
+            .values(excluded_at=excluded_at)
+            .returning(events.c.subject)
+        ).scalar()
+        if subject is not None:
+            self.changes.usage_subjects.add(subject)
 
     def counts_by_subject_since(self, since: datetime) -> dict[str, int]:
         """Subject -> how many events were stored (ingested) at or after `since`."""

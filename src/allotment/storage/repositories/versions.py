@@ -47,21 +47,27 @@ class VersionRepository(Repository):
             (name,),
         )
 
-    def publish(self, changes: DefinitionChanges) -> None:
-        """Bump the stamps of a transaction's definition changes, once each."""
+    def publish(self, changes: DefinitionChanges) -> set[str]:
+        """Bump the stamps of a transaction's definition changes, once each; returns the ids
+        of the customers whose revision moved."""
         if changes.catalog:
             self.bump(CATALOG)
         mark = self._mark()
+        changed: set[str] = set()
         for customer_id in sorted(changes.customer_ids):
             self.connection.exec_driver_sql(
                 f"UPDATE customers SET revision = revision + 1 WHERE id = {mark}", (customer_id,)
             )
+            changed.add(customer_id)
         for entitlement_id in sorted(changes.entitlement_ids):
-            self.connection.exec_driver_sql(
+            owner = self.connection.exec_driver_sql(
                 "UPDATE customers SET revision = revision + 1 WHERE id = "
-                f"(SELECT customer_id FROM entitlements WHERE id = {mark})",
+                f"(SELECT customer_id FROM entitlements WHERE id = {mark}) RETURNING id",
                 (entitlement_id,),
-            )
+            ).first()
+            if owner is not None:
+                changed.add(str(owner[0]))
+        return changed
 
     def get(self, name: str) -> int:
         row = self.connection.exec_driver_sql(
