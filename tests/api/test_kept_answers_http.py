@@ -154,3 +154,21 @@ def test_an_unknown_key_is_refused_even_when_an_answer_is_kept(
     refused = reader.get(VALUE, headers={"Authorization": "Bearer om_not_a_key"})
     assert refused.status_code == 401
     assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_a_key_trusted_no_longer_is_checked_again_and_the_kept_answer_stands(
+    two_workers: tuple[TestClient, TestClient], statements: list[str]
+) -> None:
+    # Once a key's trust ran out (ALLOTMENT_API_KEY_CACHE_SECONDS), the check asks the database
+    # for the key (one statement) and still gives its kept answer, rather than leaving the
+    # request to the route, which would compute the whole answer again.
+    writer, reader = two_workers
+    _customer(writer)
+    caches = reader.app.state.context.caches  # type: ignore[attr-defined]
+    caches.api_key_seconds = 0  # nothing trusted: every request checks its key
+    first = reader.get(ACCESS)
+    assert first.status_code == 200
+    statements.clear()
+    again = reader.get(ACCESS)
+    assert again.content == first.content
+    assert len(statements) == 1 and "api_keys" in statements[0], statements

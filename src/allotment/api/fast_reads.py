@@ -4,10 +4,12 @@
 products. On a small machine FastAPI's route matching, dependency solving and thread hops cost
 more than the read itself, so the common case is answered here, inside the edge middleware (so
 request ids, security headers, logs and metrics are the same): a GET of one of the three value
-paths, no query string, a key this process checked recently that may read, a value the service
-computes without an error. Anything else (a `time` parameter, an unknown key, an error of any
-kind) falls through to the FastAPI route, which answers exactly as before and owns every error
-message; the work done here is then simply repeated, which a read may afford.
+paths or of a customer's v1 access list, no query string, a key that may read, an answer the
+service computes without an error. Answers are given again while nothing they depend on
+changed (services/answer_cache.py), so a repeated check sends no statement at all. Anything
+else (a `time` parameter, a bad key, an error of any kind) falls through to the FastAPI route,
+which answers exactly as before and owns every error message; the work done here is then
+simply repeated, which a read may afford.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class FastValueReads:
         owner_text, feature = match.groups()
         if not (is_storable_text(owner_text) and is_storable_text(feature)):
             return None
-        key = self._authenticated(scope)
+        key = await self._authenticated(scope)
         if key is None:
             return None
         owner = route.owner(owner_text)
@@ -154,7 +156,7 @@ class FastValueReads:
     async def _access(self, scope: Scope, customer: str) -> bytes | None:
         if not is_storable_text(customer):
             return None
-        key = self._authenticated(scope)
+        key = await self._authenticated(scope)
         if key is None:
             return None
 
@@ -171,13 +173,23 @@ class FastValueReads:
             _describe(scope, _ACCESS_ROUTE, key.id)
         return body
 
-    def _authenticated(self, scope: Scope) -> ApiKey | None:
+    async def _authenticated(self, scope: Scope) -> ApiKey | None:
+        """The request's key if it may read; None leaves the request to FastAPI, which says
+        why not. A key this process has not checked lately costs one statement here: falling
+        through for it would compute the answer without keeping it, every few seconds."""
         secret = _bearer(scope)
         if secret is None:
             return None
         try:
             self.rate_limits.refuse_if_blocked((scope.get("client") or ("unknown", 0))[0])
-            return api_keys.authenticate_from_cache(self.context, secret, Action.READ)
+            key = api_keys.authenticate_from_cache(self.context, secret, Action.READ)
+            if key is not None:
+                return key
+            if self.inline:
+                return api_keys.authenticate(self.context, secret, Action.READ)
+            return await to_thread.run_sync(
+                api_keys.authenticate, self.context, secret, Action.READ
+            )
         except Exception:
             return None
 
