@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,7 +18,11 @@ PORTS = range(18300, 18390)
 
 
 def free_port() -> int:
-    for port in PORTS:
+    # From a random place in the range: two processes probing at once (parallel test
+    # workers) would otherwise both pick its first free port, and the second server, unable
+    # to bind, would leave its caller talking to the first.
+    start = random.randrange(len(PORTS))
+    for port in (*PORTS[start:], *PORTS[:start]):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -93,6 +98,11 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited; see {self.log_path}")
             if self.get("/readyz")[0] == 200 and len(self.worker_pids()) >= self.workers:
+                # Another server may have answered on a port this one could not bind: it
+                # would exit at once.
+                time.sleep(0.5)
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the server exited; see {self.log_path}")
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the server did not become ready in {timeout} s; see {self.log_path}")

@@ -114,13 +114,18 @@ def board_wanted(setting: str, engine: Engine) -> bool:
     return host in LOCAL_HOSTS or host.startswith("/")
 
 
-def open_board(connection: Connection, directory: str | None = None) -> ChangeBoard | None:
+def open_board(
+    connection: Connection, directory: str | None = None, sqlite_path: str | None = None
+) -> ChangeBoard | None:
     """The board of the database `connection` reaches, or None when it has no name for one
-    (a database not migrated to 0010 yet)."""
+    (a database not migrated to 0010 yet). A SQLite file's board lies beside it, as its WAL
+    does; any other's in `directory` (default: the system's temporary directory)."""
     row = connection.exec_driver_sql(
         f"SELECT version FROM catalog_versions WHERE name = '{INSTANCE_ROW}'"
     ).first()
     if row is None:
         return None
+    if sqlite_path is not None:
+        return ChangeBoard(Path(f"{sqlite_path}-changes"))
     folder = Path(directory or tempfile.gettempdir())
     return ChangeBoard(folder / f"allotment-changes-{int(row[0]):016x}")

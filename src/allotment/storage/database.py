@@ -114,6 +114,10 @@ class Database:
         """The change board if a call to `board` has opened it already (never blocks)."""
         return self._board
 
+    @property
+    def _board_place(self) -> tuple[str | None, str | None]:
+        return self.options.change_board_directory, self._path
+
     def board(self, connection: Connection | None = None) -> ChangeBoard | None:
         """This database's change board on this host, or None when it is off. Opened on first
         use, through `connection` if given (a unit of work's own, so no second connection
@@ -125,10 +129,10 @@ class Database:
             with self._board_lock:
                 if self._board is None:
                     if connection is not None:
-                        board = open_board(connection, self.options.change_board_directory)
+                        board = open_board(connection, *self._board_place)
                     else:
                         with self.engine.connect() as own:
-                            board = open_board(own, self.options.change_board_directory)
+                            board = open_board(own, *self._board_place)
                     if board is None:
                         return None
                     self._board = board
