@@ -114,12 +114,10 @@ def board_wanted(setting: str, engine: Engine) -> bool:
     return host in LOCAL_HOSTS or host.startswith("/")
 
 
-def open_board(
-    connection: Connection, directory: str | None = None, sqlite_path: str | None = None
-) -> ChangeBoard | None:
+def open_board(connection: Connection, sqlite_path: str | None = None) -> ChangeBoard | None:
     """The board of the database `connection` reaches, or None when it has no name for one
     (a database not migrated to 0010 yet). A SQLite file's board lies beside it, as its WAL
-    does; any other's in `directory` (default: the system's temporary directory)."""
+    does; a PostgreSQL database's in the system's temporary directory."""
     row = connection.exec_driver_sql(
         f"SELECT version FROM catalog_versions WHERE name = '{INSTANCE_ROW}'"
     ).first()
@@ -127,5 +125,4 @@ def open_board(
         return None
     if sqlite_path is not None:
         return ChangeBoard(Path(f"{sqlite_path}-changes"))
-    folder = Path(directory or tempfile.gettempdir())
-    return ChangeBoard(folder / f"allotment-changes-{int(row[0]):016x}")
+    return ChangeBoard(Path(tempfile.gettempdir()) / f"allotment-changes-{int(row[0]):016x}")

@@ -61,8 +61,6 @@ class DatabaseOptions:
     retry_after: int = 2
     change_board: str = "auto"
     """auto, on or off: storage/change_board.py."""
-    change_board_directory: str | None = None
-    """Where boards live; None: the system's temporary directory."""
 
 
 def normalise_url(url: str) -> str:
@@ -114,10 +112,6 @@ class Database:
         """The change board if a call to `board` has opened it already (never blocks)."""
         return self._board
 
-    @property
-    def _board_place(self) -> tuple[str | None, str | None]:
-        return self.options.change_board_directory, self._path
-
     def board(self, connection: Connection | None = None) -> ChangeBoard | None:
         """This database's change board on this host, or None when it is off. Opened on first
         use, through `connection` if given (a unit of work's own, so no second connection
@@ -129,10 +123,10 @@ class Database:
             with self._board_lock:
                 if self._board is None:
                     if connection is not None:
-                        board = open_board(connection, *self._board_place)
+                        board = open_board(connection, self._path)
                     else:
                         with self.engine.connect() as own:
-                            board = open_board(own, *self._board_place)
+                            board = open_board(own, self._path)
                     if board is None:
                         return None
                     self._board = board
